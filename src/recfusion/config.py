@@ -1,0 +1,218 @@
+"""params.yaml -> frozen, typed dataclasses.
+
+`params.yaml` is the one source of configuration. Every key it holds must be a field here and
+every field must be in the file: an unknown, missing or mistyped key is a `ConfigError` that
+names the key and the file, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class ConfigError(ValueError):
+    """params.yaml (or an override) does not match the typed configuration."""
+
+
+# --------------------------------------------------------------------------- ingest
+@dataclass(frozen=True)
+class SyntheticConfig:
+    size: Literal["tiny", "small", "medium", "large", "xl"]  # preset for the counts below
+    n_users: int | None  # overrides the preset's user count
+    n_items: int | None  # overrides the preset's item count
+    sessions_per_user: float | None  # overrides the preset's mean sessions per user
+    days: int  # length of the simulated log window
+    cold_user_frac: float  # share of users who sign up in the last part of the window
+    cold_item_frac: float  # share of items created in the last part of the window
+    late_frac: float  # the "last part": this share of the window at its end
+    query_rate: float  # share of sessions that start with a search query
+    typo_rate: float  # share of queries with one typo
+    out_of_stock_frac: float  # share of items out of stock at the end of the window
+
+
+@dataclass(frozen=True)
+class MovieLensConfig:
+    path: str  # folder with u.data/u.item/u.user or ml-100k.inter/.item/.user
+    format: Literal["auto", "grouplens", "recbole"]  # auto picks by the files present
+
+
+@dataclass(frozen=True)
+class FilesConfig:
+    users: str  # CSV or Parquet path of the users table
+    items: str  # CSV or Parquet path of the items table
+    events: str  # CSV or Parquet path of the events table
+    queries: str | None  # optional CSV or Parquet path of the query log
+    columns: dict[str, dict[str, str]]  # table -> {your column: canonical column}
+    timestamp_unit: Literal["s", "ms", "iso"]  # how numeric or text timestamps are read
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    source: Literal["synthetic", "movielens", "files"]  # which source writes data/raw
+    synthetic: SyntheticConfig
+    movielens: MovieLensConfig
+    files: FilesConfig
+
+
+# --------------------------------------------------------------------------- prepare
+@dataclass(frozen=True)
+class MissingConfig:
+    numeric: Literal["median", "drop"]  # age, price: fill with the median or drop the row
+    categorical: Literal["unknown", "drop"]  # gender, region, brand: "unknown" or drop the row
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    method: Literal["temporal", "leave_last_n", "random_ratio", "predefined"]
+    val_frac: float  # temporal / random_ratio: share of events in validation
+    test_frac: float  # temporal / random_ratio: share of events in test
+    last_n: int  # leave_last_n: each user's last N events go to test, the N before to val
+    min_train_events: int  # leave_last_n: users with fewer train events stay wholly in train
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    dedup_events: bool  # drop exact duplicate events (same user, item, type, timestamp)
+    missing: MissingConfig
+    price_buckets: int  # number of price quantile buckets
+    min_token_count: int  # title tokens seen fewer times are out of vocabulary
+    split: SplitConfig
+
+
+# --------------------------------------------------------------------------- root
+@dataclass(frozen=True)
+class Config:
+    seed: int  # the one seed every stage derives its randomness from
+    ingest: IngestConfig
+    prepare: PrepareConfig
+
+
+def load_config(
+    path: str | Path = DEFAULT_PARAMS, overrides: Mapping[str, Any] | None = None
+) -> Config:
+    """Reads params.yaml into a `Config`.
+
+    Args:
+        path: the YAML file.
+        overrides: nested mapping merged over the file before typing (same key rules).
+
+    Returns:
+        The frozen configuration.
+
+    Raises:
+        ConfigError: the file is missing or not YAML, or a key is unknown, missing or mistyped.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: file not found (run from the project root?)") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    if overrides:
+        raw = merge_overrides(raw, overrides, source=str(path))
+    return parse_dataclass(Config, raw, source=str(path))
+
+
+def merge_overrides(
+    base: Mapping[str, Any], overrides: Mapping[str, Any], source: str, prefix: str = ""
+) -> dict[str, Any]:
+    """Deep-merges `overrides` into a copy of `base`; an override of an unknown key is an error."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in overrides.items():
+        name = f"{prefix}{key}"
+        if key not in merged:
+            raise ConfigError(f"{source}: override of unknown key '{name}'")
+        if isinstance(value, Mapping) and isinstance(merged[key], Mapping):
+            merged[key] = merge_overrides(merged[key], value, source, prefix=f"{name}.")
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def parse_dataclass(cls: type, raw: Any, source: str, prefix: str = "") -> Any:
+    """Builds dataclass `cls` from a mapping, checking every key and type."""
+    where = prefix.rstrip(".") or "the top level"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: '{where}' must be a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in raw if k not in names]
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key '{prefix}{unknown[0]}' (allowed under {where}: "
+            f"{', '.join(names)})"
+        )
+    missing = [n for n in names if n not in raw]
+    if missing:
+        raise ConfigError(f"{source}: missing key '{prefix}{missing[0]}'")
+    values = {n: _parse_value(hints[n], raw[n], source, f"{prefix}{n}") for n in names}
+    return cls(**values)
+
+
+def _parse_value(tp: Any, value: Any, source: str, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return parse_dataclass(tp, value, source, prefix=f"{key}.")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _parse_value(inner[0], value, source, key)
+    if origin is Literal:
+        if value not in args:
+            allowed = " | ".join(repr(a) for a in args)
+            raise ConfigError(f"{source}: key '{key}' must be one of {allowed}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise _type_error(source, key, "a list", value)
+        return [_parse_value(args[0], v, source, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise _type_error(source, key, "a mapping", value)
+        return {
+            _parse_value(args[0], k, source, f"{key}.{k}"): _parse_value(
+                args[1], v, source, f"{key}.{k}"
+            )
+            for k, v in value.items()
+        }
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _type_error(source, key, "true or false", value)
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _type_error(source, key, "an integer", value)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _type_error(source, key, "a number", value)
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise _type_error(source, key, "a string", value)
+        return value
+    raise ConfigError(f"{source}: key '{key}' has an unsupported type {tp!r}")  # pragma: no cover
+
+
+def _type_error(source: str, key: str, expected: str, value: Any) -> ConfigError:
+    return ConfigError(
+        f"{source}: key '{key}' must be {expected}, got {type(value).__name__} {value!r}"
+    )

@@ -1,0 +1,1 @@
+"""Cleaning, normalisation, vocabularies and splits (the `prepare` stage's pure core)."""

@@ -1,0 +1,15 @@
+"""Logging set-up for command-line entry points (never at import time)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+
+def setup_logging(level: str | None = None) -> None:
+    """Logs `time level name: message` to stderr; RECFUSION_LOG_LEVEL overrides the level."""
+    logging.basicConfig(
+        level=(level or os.environ.get("RECFUSION_LOG_LEVEL", "INFO")).upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )

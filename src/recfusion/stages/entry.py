@@ -1,0 +1,36 @@
+"""What every stage's `main()` shares: argument parsing, logging set-up and clear errors."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from recfusion.config import DEFAULT_PARAMS, Config, load_config
+from recfusion.logs import setup_logging
+
+log = logging.getLogger("recfusion")
+
+
+def stage_config(description: str | None, argv: list[str] | None) -> Config:
+    """Parses `--params`, sets up logging and loads the configuration."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="params.yaml path")
+    args = parser.parse_args(argv)
+    setup_logging()
+    return load_config(args.params)
+
+
+def guarded(main: Callable[[], int]) -> int:
+    """Runs `main`; a bad-input error (ValueError and its kin) becomes one clear line and exit
+    code 2 instead of a traceback. RECFUSION_DEBUG=1 shows the traceback."""
+    try:
+        return main()
+    except (ValueError, FileNotFoundError) as e:
+        if os.environ.get("RECFUSION_DEBUG"):
+            raise
+        setup_logging()
+        log.error("%s", e)
+        return 2

@@ -1,0 +1,94 @@
+"""End to end: `dvc repro` on the tiny config in a temporary copy of the repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def sh(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    if not (REPO / ".git").exists():
+        pytest.skip("needs the git checkout of recfusion")
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.split("\0")  # fmt: skip
+    dest = tmp_path_factory.mktemp("repo")
+    for name in filter(None, files):
+        src = REPO / name
+        if src.is_file() and not name.startswith(("data/raw", "data/prepared", "reports/")):
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["ingest"]["synthetic"]["size"] = "tiny"
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")  # fmt: skip
+    sh(["git", "init", "-q"], dest, env)
+    sh(["git", "add", "-A"], dest, env)
+    sh(["git", "commit", "-qm", "copy"], dest, env)
+    return dest, env
+
+
+def test_repro_runs_every_stage_then_nothing(workspace) -> None:
+    dest, env = workspace
+    dvc = str(Path(sys.executable).parent / "dvc")
+    out = sh([dvc, "repro"], dest, env)
+    assert "Running stage 'ingest'" in out and "Running stage 'prepare'" in out
+    for name in ("users", "items", "events", "queries"):
+        assert (dest / "data/raw" / f"{name}.parquet").is_file()
+    summary = json.loads((dest / "data/prepared/summary.json").read_text())
+    events = summary["tables"]["events"]
+    assert events["rows_in"] == events["rows_out"] + events["dropped_total"]
+    assert sum(s["events"] for s in summary["splits"].values()) == events["rows_out"]
+    again = sh([dvc, "repro"], dest, env)
+    assert "Data and pipelines are up to date" in again
+    metrics = json.loads(sh([dvc, "metrics", "show", "--json"], dest, env))
+    assert metrics  # reports/prepare.json is registered as a DVC metric
+    sh([dvc, "push"], dest, env)
+    assert any((dest / "dvcstore").rglob("*")), "dvc push wrote nothing to the local remote"
+
+
+def test_params_change_reruns_only_affected_stages(workspace) -> None:
+    dest, env = workspace
+    dvc = str(Path(sys.executable).parent / "dvc")
+    sh([dvc, "repro"], dest, env)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["prepare"]["split"]["method"] = "leave_last_n"
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = sh([dvc, "repro"], dest, env)
+    assert "Stage 'ingest' didn't change" in out
+    assert "Running stage 'prepare'" in out
+
+
+def test_bad_params_stop_with_a_clear_message(workspace) -> None:
+    dest, env = workspace
+    params = (dest / "params.yaml").read_text()
+    try:
+        (dest / "params.yaml").write_text(params.replace("dedup_events:", "dedupe_events:"))
+        proc = subprocess.run([sys.executable, "-m", "recfusion.stages.prepare"], cwd=dest,
+                              env=env, capture_output=True, text=True)  # fmt: skip
+        assert proc.returncode == 2
+        assert "unknown key 'prepare.dedupe_events'" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    finally:
+        (dest / "params.yaml").write_text(params)

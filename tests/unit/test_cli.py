@@ -1,0 +1,27 @@
+"""The `recfusion` command: config check, stage listing, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+from recfusion import cli
+from tests.conftest import PARAMS
+
+
+def test_config_prints_typed_config(capsys) -> None:
+    assert cli.main(["config", "--params", str(PARAMS)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ingest"]["source"] == "synthetic"
+
+
+def test_stages_lists_pipeline_in_order(capsys) -> None:
+    assert cli.main(["stages"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert names == list(cli.STAGES)
+
+
+def test_bad_params_give_exit_2_and_message(tmp_path, caplog) -> None:
+    bad = tmp_path / "params.yaml"
+    bad.write_text(PARAMS.read_text().replace("seed: 42", "seed: forty-two"))
+    assert cli.main(["config", "--params", str(bad)]) == 2
+    assert "key 'seed' must be an integer" in caplog.text
