@@ -17,7 +17,12 @@ from pathlib import Path
 from recfusion.config import DEFAULT_PARAMS, load_config
 from recfusion.stages.entry import guarded
 
-STAGES = ("ingest", "prepare")  # in pipeline order; each is recfusion.stages.<name>
+STAGES = (
+    "ingest",
+    "validate",
+    "prepare",
+    "validate_prepared",
+)  # in pipeline order; each is recfusion.stages.<name>
 
 
 def _config(args: argparse.Namespace) -> int:

@@ -65,6 +65,21 @@ class IngestConfig:
     files: FilesConfig
 
 
+# --------------------------------------------------------------------------- validate
+@dataclass(frozen=True)
+class ValidationConfig:
+    on_failure: Literal["stop", "quarantine"]  # stop the run, or hold bad rows back and go on
+    max_bad_row_frac: float  # quarantine: a table with a larger share of bad rows still stops
+    max_duplicate_frac: float  # events: largest share of exact duplicate events accepted
+    rating_min: float  # lowest valid rating value
+    rating_max: float  # highest valid rating value
+    min_rows: dict[str, int]  # per table (users, items, events, queries): fewest rows accepted
+    max_rows: int  # most rows accepted in any table
+    max_query_chars: int  # longest search query accepted
+    max_drift_kl: float  # prepared: largest KL divergence of test vs train category / event mix
+    example_rows: int  # bad rows shown per failed expectation in the summary
+
+
 # --------------------------------------------------------------------------- prepare
 @dataclass(frozen=True)
 class MissingConfig:
@@ -95,6 +110,7 @@ class PrepareConfig:
 class Config:
     seed: int  # the one seed every stage derives its randomness from
     ingest: IngestConfig
+    validation: ValidationConfig
     prepare: PrepareConfig
 
 

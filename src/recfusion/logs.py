@@ -13,3 +13,5 @@ def setup_logging(level: str | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    # GX logs its plugin registration at INFO; only its warnings help a reader
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)

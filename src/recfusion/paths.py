@@ -5,5 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 RAW_DIR = Path("data/raw")  # ingest -> canonical tables
+VALIDATED_DIR = Path("data/validated")  # validate -> rows that passed
+QUARANTINE_DIR = Path("data/quarantine")  # validate -> rows held back, with a reason column
+VALIDATION_REPORTS = Path("reports/validation")  # Data Docs sites and summaries
+SUITES_DIR = Path("expectations")  # GX suites, committed and reviewed like code
 PREPARED_DIR = Path("data/prepared")  # prepare -> splits, cleaned tables, vocabularies
 REPORTS_DIR = Path("reports")  # human-readable reports and DVC metrics

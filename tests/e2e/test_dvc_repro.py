@@ -53,7 +53,10 @@ def test_repro_runs_every_stage_then_nothing(workspace) -> None:
     dest, env = workspace
     dvc = str(Path(sys.executable).parent / "dvc")
     out = sh([dvc, "repro"], dest, env)
-    assert "Running stage 'ingest'" in out and "Running stage 'prepare'" in out
+    for stage in ("ingest", "validate", "prepare", "validate_prepared"):
+        assert f"Running stage '{stage}'" in out, stage
+    assert (dest / "reports/validation/raw/index.html").is_file()
+    assert (dest / "reports/validation/prepared/index.html").is_file()
     for name in ("users", "items", "events", "queries"):
         assert (dest / "data/raw" / f"{name}.parquet").is_file()
     summary = json.loads((dest / "data/prepared/summary.json").read_text())
@@ -77,6 +80,7 @@ def test_params_change_reruns_only_affected_stages(workspace) -> None:
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = sh([dvc, "repro"], dest, env)
     assert "Stage 'ingest' didn't change" in out
+    assert "Stage 'validate' didn't change" in out
     assert "Running stage 'prepare'" in out
 
 
@@ -92,3 +96,45 @@ def test_bad_params_stop_with_a_clear_message(workspace) -> None:
         assert "Traceback" not in proc.stderr
     finally:
         (dest / "params.yaml").write_text(params)
+
+
+def test_corrupted_files_are_quarantined_then_stopped(workspace, tiny_tables) -> None:
+    """A corrupted copy of the data through the `files` source: quarantine keeps every row
+    (clean + quarantined = in) and names the reasons; `stop` fails `dvc repro`."""
+    dest, env = workspace
+    dvc = str(Path(sys.executable).parent / "dvc")
+    external = dest / "data/external"
+    events = tiny_tables["events"].copy()
+    events.loc[events.index[:4], "event_type"] = "teleport"
+    events.loc[events.index[4:6], "user_id"] = "ghost"
+    for name in ("users", "items", "queries"):
+        tiny_tables[name].to_parquet(external / f"{name}.parquet", index=False)
+    events.to_parquet(external / "events.parquet", index=False)
+    original = (dest / "params.yaml").read_text()
+    params = yaml.safe_load(original)
+    params["ingest"]["source"] = "files"
+    params["ingest"]["files"].update(
+        users="data/external/users.parquet", items="data/external/items.parquet",
+        events="data/external/events.parquet", queries="data/external/queries.parquet",
+    )  # fmt: skip
+    try:
+        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        sh([dvc, "repro"], dest, env)
+        summary = json.loads((dest / "reports/validation/raw/summary.json").read_text())
+        ev = summary["suites"]["events"]
+        assert ev["rows_in"] == len(events) == ev["rows_clean"] + ev["rows_quarantined"]
+        assert ev["rows_quarantined"] == 6
+        import pandas as pd
+
+        held = pd.read_parquet(dest / "data/quarantine/events.parquet")
+        assert held["reason"].str.contains("event_type").sum() == 4
+        assert held["reason"].str.contains("ref_user_known").sum() == 2
+
+        params["validation"]["on_failure"] = "stop"
+        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        proc = subprocess.run([dvc, "repro"], cwd=dest, env=env, capture_output=True, text=True)
+        assert proc.returncode != 0
+        assert "expect_column_values_to_be_in_set(event_type)" in proc.stdout + proc.stderr
+        assert "reports/validation/raw/summary.md" in proc.stdout + proc.stderr
+    finally:
+        (dest / "params.yaml").write_text(original)

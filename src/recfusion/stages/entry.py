@@ -14,6 +14,10 @@ from recfusion.logs import setup_logging
 log = logging.getLogger("recfusion")
 
 
+class StageStopped(RuntimeError):
+    """A stage refused to go on (e.g. validation failed); the message says why and where to look."""
+
+
 def stage_config(description: str | None, argv: list[str] | None) -> Config:
     """Parses `--params`, sets up logging and loads the configuration."""
     parser = argparse.ArgumentParser(description=description)
@@ -25,9 +29,14 @@ def stage_config(description: str | None, argv: list[str] | None) -> Config:
 
 def guarded(main: Callable[[], int]) -> int:
     """Runs `main`; a bad-input error (ValueError and its kin) becomes one clear line and exit
-    code 2 instead of a traceback. RECFUSION_DEBUG=1 shows the traceback."""
+    code 2, a `StageStopped` its message and exit code 1, instead of a traceback.
+    RECFUSION_DEBUG=1 shows the traceback."""
     try:
         return main()
+    except StageStopped as e:
+        setup_logging()
+        log.error("%s", e)
+        return 1
     except (ValueError, FileNotFoundError) as e:
         if os.environ.get("RECFUSION_DEBUG"):
             raise

@@ -1,6 +1,6 @@
 """Stage `prepare`: clean, normalise, build vocabularies and split.
 
-Reads data/raw/; writes data/prepared/:
+Reads data/validated/ (the rows that passed validation); writes data/prepared/:
 - train.parquet, val.parquet, test.parquet: events with `cold_user` / `cold_item` flags;
 - users.parquet, items.parquet: cleaned tables with normalised features and `is_cold`;
 - queries.parquet: the cleaned query log with a `split` column;
@@ -25,7 +25,7 @@ from recfusion.data.schema import SPLITS, TABLES
 from recfusion.features.clean import Ledger, clean_events, clean_items, clean_queries, clean_users
 from recfusion.features.split import mark_cold, split_events, split_queries
 from recfusion.features.vocab import add_item_features, add_user_features, build_vocabularies
-from recfusion.paths import PREPARED_DIR, RAW_DIR, REPORTS_DIR
+from recfusion.paths import PREPARED_DIR, REPORTS_DIR, VALIDATED_DIR
 from recfusion.stages.entry import guarded, stage_config
 
 log = logging.getLogger(__name__)
@@ -103,9 +103,9 @@ def run(cfg: Config, tables: dict[str, pd.DataFrame]) -> Prepared:
                     {**user_stats, **item_stats}, summary)  # fmt: skip
 
 
-def read_inputs(raw_dir: Path = RAW_DIR) -> dict[str, pd.DataFrame]:
-    """The canonical tables as ingest wrote them."""
-    return {name: read_table(raw_dir / f"{name}.parquet") for name in TABLES}
+def read_inputs(folder: Path = VALIDATED_DIR) -> dict[str, pd.DataFrame]:
+    """The canonical tables in `folder` (validate's clean rows by default)."""
+    return {name: read_table(folder / f"{name}.parquet") for name in TABLES}
 
 
 def write_outputs(prepared: Prepared, out_dir: Path = PREPARED_DIR,

@@ -1,0 +1,170 @@
+"""Stage `validate`: the raw tables against the GX suites in expectations/.
+
+Reads data/raw/; writes
+- reports/validation/raw/: Data Docs (index.html links every suite and run), summary.json and
+  summary.md (pass / fail per suite, failed expectations, observed values, example bad rows);
+- data/validated/<table>.parquet: the rows that go on;
+- data/quarantine/<table>.parquet: rows held back, with a `reason` column (quarantine mode);
+- reports/validation.json: DVC metrics (rows in / clean / quarantined per table).
+
+`validation.on_failure: stop` stops on any failed expectation; `quarantine` holds back the
+rows that break row-level expectations and stops only on table-level failures or when a table
+has more bad rows than `validation.max_bad_row_frac`. A stop exits non-zero, naming each failed
+expectation and the report, and writes no data, so nothing downstream runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from recfusion.config import Config, ValidationConfig
+from recfusion.data.io import write_json, write_table
+from recfusion.paths import (
+    QUARANTINE_DIR,
+    RAW_DIR,
+    REPORTS_DIR,
+    SUITES_DIR,
+    VALIDATED_DIR,
+    VALIDATION_REPORTS,
+)
+from recfusion.stages.entry import StageStopped, guarded, stage_config
+from recfusion.stages.prepare import read_inputs
+from recfusion.validation.gx_runner import GXValidator
+from recfusion.validation.quarantine import TableDecision, decide
+from recfusion.validation.report import find_docs_page, suite_summary, to_markdown
+from recfusion.validation.suites import RAW_SUITES, add_reference_columns, load_suite
+
+log = logging.getLogger(__name__)
+DOCS_DIR = VALIDATION_REPORTS / "raw"
+
+
+class ValidationFailed(StageStopped):
+    """Validation stopped the run; the message names each reason and the report."""
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    decisions: dict[str, TableDecision]
+    summary: dict[str, Any]
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self.summary["stop_reasons"])
+
+
+def expectation_parameters(vc: ValidationConfig, now: pd.Timestamp) -> dict[str, Any]:
+    """Values for the suites' {"$PARAMETER": ...} placeholders."""
+    missing = [t for t in RAW_SUITES if t not in vc.min_rows]
+    if missing:
+        raise ValueError(f"params.yaml: validation.min_rows needs a value for {missing[0]}")
+    return {
+        "now": now.to_pydatetime(),
+        "max_rows": vc.max_rows,
+        "rating_min": vc.rating_min,
+        "rating_max": vc.rating_max,
+        "duplicate_mostly": 1.0 - vc.max_duplicate_frac,
+        "max_query_chars": vc.max_query_chars,
+        **{f"min_rows_{t}": vc.min_rows[t] for t in RAW_SUITES},
+    }
+
+
+def run(
+    cfg: Config,
+    tables: dict[str, pd.DataFrame],
+    docs_dir: Path = DOCS_DIR,
+    suites_dir: Path = SUITES_DIR,
+    now: pd.Timestamp | None = None,
+) -> ValidationResult:
+    """Validates users, items, events and queries in that order; events and queries are
+    checked against the users and items that passed. Does not modify `tables`."""
+    vc = cfg.validation
+    now = now if now is not None else pd.Timestamp.now(tz="UTC").tz_localize(None)
+    params = expectation_parameters(vc, now)
+    validator = GXValidator(docs_dir)
+    decisions: dict[str, TableDecision] = {}
+    suites: dict[str, Any] = {}
+    known: dict[str, pd.Series] = {}
+    for name in RAW_SUITES:
+        df = add_reference_columns(name, tables[name].reset_index(drop=True), known)
+        outcome = validator.validate(load_suite(name, suites_dir), df, params)
+        decision = decide(name, df, outcome, vc.on_failure, vc.max_bad_row_frac)
+        decisions[name] = decision
+        if name == "users":
+            known["users"] = decision.clean["user_id"]
+        if name == "items":
+            known["items"] = decision.clean["item_id"]
+        page = find_docs_page(docs_dir, name)
+        suites[name] = suite_summary(outcome, df, decision, page, vc.example_rows)
+        log.info("validate %s: %s, %d rows in, %d clean, %d quarantined", name,
+                 "pass" if outcome.success else "FAIL", decision.rows_in, len(decision.clean),
+                 len(decision.quarantined))  # fmt: skip
+    stop_reasons = [r for d in decisions.values() for r in d.stop_reasons]
+    summary = {
+        "on_failure": vc.on_failure,
+        "success": all(s["success"] for s in suites.values()),
+        "stopped": bool(stop_reasons),
+        "stop_reasons": stop_reasons,
+        "rows_conserved": all(d.conserved for d in decisions.values()),
+        "docs_index": str(docs_dir / "index.html"),
+        "suites": suites,
+    }
+    if not summary["rows_conserved"]:  # a bug, never expected: refuse to go on
+        raise RuntimeError("validation lost rows: rows in != clean + quarantined")
+    return ValidationResult(decisions, summary)
+
+
+def write_reports(result: ValidationResult, docs_dir: Path = DOCS_DIR,
+                  reports_dir: Path = REPORTS_DIR) -> None:  # fmt: skip
+    write_json(result.summary, docs_dir / "summary.json")
+    (docs_dir / "summary.md").write_text(
+        to_markdown("Validation of the raw tables", result.summary), encoding="utf-8"
+    )
+    write_json(
+        {
+            "success": result.summary["success"],
+            "stopped": result.summary["stopped"],
+            **{
+                f"{name}_{k}": s[k]
+                for name, s in result.summary["suites"].items()
+                for k in ("rows_in", "rows_clean", "rows_quarantined")
+            },
+        },
+        reports_dir / "validation.json",
+    )
+
+
+def write_data(result: ValidationResult, validated_dir: Path = VALIDATED_DIR,
+               quarantine_dir: Path = QUARANTINE_DIR) -> None:  # fmt: skip
+    for name, d in result.decisions.items():
+        write_table(d.clean, validated_dir / f"{name}.parquet")
+        write_table(d.quarantined, quarantine_dir / f"{name}.parquet")
+
+
+def stop_message(result: ValidationResult, docs_dir: Path = DOCS_DIR) -> str:
+    lines = ["validation stopped the run:"]
+    lines += [f"  - {r}" for r in result.summary["stop_reasons"]]
+    lines.append(f"  review: {docs_dir / 'summary.md'} and {docs_dir / 'index.html'}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = stage_config(__doc__, argv)
+    shutil.rmtree(DOCS_DIR, ignore_errors=True)  # the site shows this run only
+    result = run(cfg, read_inputs(RAW_DIR))
+    write_reports(result)
+    if result.stopped:
+        raise ValidationFailed(stop_message(result))
+    write_data(result)
+    log.info("validate: reports in %s", DOCS_DIR)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(guarded(main))
