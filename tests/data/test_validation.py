@@ -156,8 +156,10 @@ def test_stop_mode_stops_on_a_single_bad_row(tmp_path: Path, tiny_tables) -> Non
     assert result.stopped
     assert any("expect_column_values_to_be_between(price)" in r
                for r in result.summary["stop_reasons"])  # fmt: skip
-    md = validate.to_markdown("x", result.summary)
-    assert "STOPPED" in md and "expect_column_values_to_be_between(price)" in md
+    from recfusion.validation.report import to_html, to_markdown
+
+    for page in (to_markdown("x", result.summary), to_html("x", result.summary)):
+        assert "STOPPED" in page and "expect_column_values_to_be_between(price)" in page
 
 
 def test_stage_main_stops_nonzero_and_writes_no_data(tmp_path: Path, tiny_tables, monkeypatch,
@@ -174,7 +176,7 @@ def test_stage_main_stops_nonzero_and_writes_no_data(tmp_path: Path, tiny_tables
 
     assert guarded(lambda: validate.main([])) == 1
     assert "expect_table_columns_to_match_set" in caplog.text
-    assert "reports/validation/raw/summary.md" in caplog.text
+    assert "reports/validation/raw/summary.html" in caplog.text
     assert (tmp_path / "reports/validation/raw/index.html").is_file()
     assert not (tmp_path / "data/validated").exists()
 

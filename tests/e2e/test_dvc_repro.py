@@ -135,6 +135,6 @@ def test_corrupted_files_are_quarantined_then_stopped(workspace, tiny_tables) ->
         proc = subprocess.run([dvc, "repro"], cwd=dest, env=env, capture_output=True, text=True)
         assert proc.returncode != 0
         assert "expect_column_values_to_be_in_set(event_type)" in proc.stdout + proc.stderr
-        assert "reports/validation/raw/summary.md" in proc.stdout + proc.stderr
+        assert "reports/validation/raw/summary.html" in proc.stdout + proc.stderr
     finally:
         (dest / "params.yaml").write_text(original)

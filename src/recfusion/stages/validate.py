@@ -2,7 +2,8 @@
 
 Reads data/raw/; writes
 - reports/validation/raw/: Data Docs (index.html links every suite and run), summary.json and
-  summary.md (pass / fail per suite, failed expectations, observed values, example bad rows);
+  summary.html and summary.md (pass / fail per suite, failed expectations, observed values,
+  example bad rows; summary.html needs no network, unlike the Data Docs);
 - data/validated/<table>.parquet: the rows that go on;
 - data/quarantine/<table>.parquet: rows held back, with a `reason` column (quarantine mode);
 - reports/validation.json: DVC metrics (rows in / clean / quarantined per table).
@@ -38,7 +39,7 @@ from recfusion.stages.entry import StageStopped, guarded, stage_config
 from recfusion.stages.prepare import read_inputs
 from recfusion.validation.gx_runner import GXValidator
 from recfusion.validation.quarantine import TableDecision, decide
-from recfusion.validation.report import find_docs_page, suite_summary, to_markdown
+from recfusion.validation.report import find_docs_page, suite_summary, write_summary
 from recfusion.validation.suites import RAW_SUITES, add_reference_columns, load_suite
 
 log = logging.getLogger(__name__)
@@ -122,10 +123,7 @@ def run(
 
 def write_reports(result: ValidationResult, docs_dir: Path = DOCS_DIR,
                   reports_dir: Path = REPORTS_DIR) -> None:  # fmt: skip
-    write_json(result.summary, docs_dir / "summary.json")
-    (docs_dir / "summary.md").write_text(
-        to_markdown("Validation of the raw tables", result.summary), encoding="utf-8"
-    )
+    write_summary("Validation of the raw tables", result.summary, docs_dir)
     write_json(
         {
             "success": result.summary["success"],
@@ -150,7 +148,7 @@ def write_data(result: ValidationResult, validated_dir: Path = VALIDATED_DIR,
 def stop_message(result: ValidationResult, docs_dir: Path = DOCS_DIR) -> str:
     lines = ["validation stopped the run:"]
     lines += [f"  - {r}" for r in result.summary["stop_reasons"]]
-    lines.append(f"  review: {docs_dir / 'summary.md'} and {docs_dir / 'index.html'}")
+    lines.append(f"  review: {docs_dir / 'summary.html'} (or summary.md) and the Data Docs")
     return "\n".join(lines)
 
 

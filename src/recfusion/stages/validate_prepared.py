@@ -4,7 +4,7 @@ Checks that train / val / test do not leak across the temporal cuts, that every 
 train vocabularies is flagged cold-start (and only those), and that the category shares and
 event-type mix of test drift from train by less than `validation.max_drift_kl`.
 Reads data/prepared/; writes reports/validation/prepared/ (Data Docs, summary.json,
-summary.md). Any failure stops the run: these are the pipeline's own outputs, so there is
+summary.md, summary.html). Any failure stops the run: these are the pipeline's own outputs, so there is
 nothing to quarantine.
 """
 
@@ -18,12 +18,12 @@ from typing import Any
 import pandas as pd
 
 from recfusion.config import Config
-from recfusion.data.io import read_json, read_table, write_json
+from recfusion.data.io import read_json, read_table
 from recfusion.data.schema import SPLITS
 from recfusion.paths import PREPARED_DIR, SUITES_DIR, VALIDATION_REPORTS
 from recfusion.stages.entry import StageStopped, guarded, stage_config
 from recfusion.validation.gx_runner import GXValidator
-from recfusion.validation.report import find_docs_page, suite_summary, to_markdown
+from recfusion.validation.report import find_docs_page, suite_summary, write_summary
 from recfusion.validation.suites import PREPARED_SUITE, load_suite, partition, prepared_frame
 
 log = logging.getLogger(__name__)
@@ -89,15 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     cuts = read_json(PREPARED_DIR / "summary.json")["cuts"]
     summary = run(cfg, splits, items, vocab, cuts)
-    write_json(summary, DOCS_DIR / "summary.json")
-    (DOCS_DIR / "summary.md").write_text(
-        to_markdown("Validation of the prepared splits", summary), encoding="utf-8"
-    )
+    write_summary("Validation of the prepared splits", summary, DOCS_DIR)
     if summary["stopped"]:
         raise StageStopped(
             "validation of the prepared splits stopped the run:\n"
             + "\n".join(f"  - {r}" for r in summary["stop_reasons"])
-            + f"\n  review: {DOCS_DIR / 'summary.md'} and {DOCS_DIR / 'index.html'}"
+            + f"\n  review: {DOCS_DIR / 'summary.html'} (or summary.md) and the Data Docs"
         )
     log.info("validate_prepared: passed; reports in %s", DOCS_DIR)
     return 0
