@@ -105,6 +105,34 @@ class PrepareConfig:
     split: SplitConfig
 
 
+# --------------------------------------------------------------------------- train
+@dataclass(frozen=True)
+class RetrievalConfig:
+    embedding_dim: int  # size of the user and item embeddings
+    epochs: int  # most epochs; early stopping may end sooner
+    batch_size: int  # examples per batch (the in-batch negatives)
+    learning_rate: float  # Adam learning rate
+    temperature: float  # softmax temperature of the TFRS Retrieval task
+    logq_correction: bool  # correct in-batch negatives by their sampling probability
+    hard_negatives: int  # keep only this many hardest in-batch negatives; 0 = all
+    remove_accidental_hits: bool  # ignore in-batch negatives that are the positive item
+    id_dropout: float  # probability of hiding an id in training (teaches cold start)
+    patience: int  # epochs without validation NDCG gain before stopping
+    eval_k: int  # K of the validation Recall@K / NDCG@K used for model selection
+    max_eval_users: int  # validation users sampled per evaluation; 0 = all
+    index: Literal["auto", "brute_force", "faiss"]  # top-K index exported with the model
+    faiss_above: int  # auto: catalogues larger than this use faiss, smaller TFRS BruteForce
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    device: Literal["auto", "cpu", "gpu"]  # auto: GPUs when present (MirroredStrategy), else CPU
+    positive_events: list[str]  # event types that count as a user choosing an item
+    history_len: int  # recent items in the user tower's history feature
+    max_title_tokens: int  # title (and genre) tokens per item in the item tower
+    retrieval: RetrievalConfig
+
+
 # --------------------------------------------------------------------------- root
 @dataclass(frozen=True)
 class Config:
@@ -112,6 +140,7 @@ class Config:
     ingest: IngestConfig
     validation: ValidationConfig
     prepare: PrepareConfig
+    train: TrainConfig
 
 
 def load_config(

@@ -15,3 +15,8 @@ def setup_logging(level: str | None = None) -> None:
     )
     # GX logs its plugin registration at INFO; only its warnings help a reader
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    # TensorFlow logs every SavedModel asset write at INFO, twice (absl and Python logging)
+    tf_log = logging.getLogger("tensorflow")
+    tf_log.setLevel(logging.WARNING)
+    # TFRS's BruteForce layer cannot give Keras a config; saving it warns about that, harmlessly
+    tf_log.addFilter(lambda record: "non-serializable objects" not in record.getMessage())

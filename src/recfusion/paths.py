@@ -11,3 +11,5 @@ VALIDATION_REPORTS = Path("reports/validation")  # Data Docs sites and summaries
 SUITES_DIR = Path("expectations")  # GX suites, committed and reviewed like code
 PREPARED_DIR = Path("data/prepared")  # prepare -> splits, cleaned tables, vocabularies
 REPORTS_DIR = Path("reports")  # human-readable reports and DVC metrics
+MODELS_DIR = Path("models")  # trained sub-models (DVC outputs)
+CHECKPOINTS_DIR = Path(".recfusion/checkpoints")  # per-epoch training state, for resuming

@@ -23,6 +23,14 @@ def tokenize(text: str) -> list[str]:
     return TOKEN_RE.findall(str(text).lower())
 
 
+def item_text(items: pd.DataFrame) -> pd.Series:
+    """The text an item's tokens come from: its title, plus its genres when the source has them."""
+    text = items["title"].fillna("").astype(str)
+    if "genres" in items.columns:
+        text = text + " " + items["genres"].fillna("").astype(str).str.replace("|", " ")
+    return text
+
+
 def category_levels(category: str) -> list[str]:
     """Every prefix of a category path: "a>b>c" -> ["a", "a>b", "a>b>c"]."""
     parts = [p.strip() for p in str(category).split(">") if p.strip()]
@@ -88,7 +96,7 @@ def build_vocabularies(
         "category": build_vocab(lv for c in items["category"] for lv in category_levels(c)),
         "brand": build_vocab(items["brand"].astype(str)),
         "token": build_vocab(
-            (t for title in items["title"] for t in tokenize(title)), min_count=min_token_count
+            (t for text in item_text(items) for t in tokenize(text)), min_count=min_token_count
         ),
         "gender": build_vocab(users["gender"].astype(str)),
         "region": build_vocab(users["region"].astype(str)),

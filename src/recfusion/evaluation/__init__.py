@@ -1,0 +1,1 @@
+"""Ranking metrics, slices, bootstrap and reports."""

@@ -1,0 +1,92 @@
+"""Top-K ranking metrics over full-catalogue rankings (pure NumPy).
+
+Definitions follow RecBole so numbers compare with published benchmarks: for each user with at
+least one relevant item, Recall@K = hits / |relevant|, Precision@K = hits / K,
+NDCG@K = DCG@K / IDCG@K with IDCG over min(|relevant|, K) ideal hits, MRR@K = 1 / rank of the
+first hit, MAP@K = sum of precision at each hit / min(|relevant|, K), Hit@K = any hit.
+Each is averaged over users.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+METRICS = ("recall", "precision", "ndcg", "mrr", "map", "hit")
+
+
+def top_k(scores: np.ndarray, k: int, exclude: Sequence[np.ndarray] | None = None) -> np.ndarray:
+    """The indices of the k highest scores per row, best first, skipping excluded columns.
+
+    Args:
+        scores: [users, items] scores.
+        k: how many to return (at most the number of items).
+        exclude: per user, item indices that may not be returned (already seen).
+
+    Returns:
+        [users, k] item indices.
+    """
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be [users, items], got shape {scores.shape}")
+    k = min(k, scores.shape[1])
+    scores = np.array(scores, dtype=np.float32, copy=True)
+    if exclude is not None:
+        rows = np.repeat(np.arange(len(exclude)), [len(e) for e in exclude])
+        cols = (
+            np.concatenate([np.asarray(e, dtype=np.int64) for e in exclude])
+            if len(rows)
+            else np.array([], dtype=np.int64)
+        )
+        scores[rows, cols] = -np.inf
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
+
+
+def hits_matrix(ranked: np.ndarray, relevant: Sequence[np.ndarray]) -> np.ndarray:
+    """[users, k] booleans: is the item at each rank relevant for that user."""
+    out = np.zeros(ranked.shape, dtype=bool)
+    for u, rel in enumerate(relevant):
+        if len(rel):
+            out[u] = np.isin(ranked[u], rel)
+    return out
+
+
+def ranking_metrics(
+    ranked: np.ndarray, relevant: Sequence[np.ndarray], ks: Sequence[int]
+) -> dict[str, float]:
+    """Mean metrics at each k over users with at least one relevant item.
+
+    Args:
+        ranked: [users, max(ks)] item indices, best first (from `top_k`).
+        relevant: per user, the relevant item indices.
+        ks: cut-offs, each at most ranked.shape[1].
+
+    Returns:
+        {"recall@10": ..., "ndcg@10": ..., ...} for every metric in METRICS and k in ks.
+    """
+    if max(ks) > ranked.shape[1]:
+        raise ValueError(f"ranked has {ranked.shape[1]} columns, fewer than k={max(ks)}")
+    n_rel = np.array([len(r) for r in relevant])
+    keep = n_rel > 0
+    hits = hits_matrix(ranked, relevant)[keep]
+    n_rel = n_rel[keep]
+    out: dict[str, float] = {}
+    if len(n_rel) == 0:
+        return {f"{m}@{k}": float("nan") for m in METRICS for k in ks}
+    discounts = 1.0 / np.log2(np.arange(2, ranked.shape[1] + 2))
+    for k in ks:
+        h = hits[:, :k]
+        n_hits = h.sum(axis=1)
+        dcg = (h * discounts[:k]).sum(axis=1)
+        ideal = np.cumsum(discounts[:k])[np.minimum(n_rel, k) - 1]
+        first = np.where(h.any(axis=1), h.argmax(axis=1) + 1, np.inf)
+        precision_at_hit = np.cumsum(h, axis=1) / np.arange(1, k + 1)
+        out[f"recall@{k}"] = float(np.mean(n_hits / n_rel))
+        out[f"precision@{k}"] = float(np.mean(n_hits / k))
+        out[f"ndcg@{k}"] = float(np.mean(dcg / ideal))
+        out[f"mrr@{k}"] = float(np.mean(1.0 / first))
+        out[f"map@{k}"] = float(np.mean((precision_at_hit * h).sum(axis=1) / np.minimum(n_rel, k)))
+        out[f"hit@{k}"] = float(np.mean(n_hits > 0))
+    return out

@@ -1,0 +1,80 @@
+"""The prepared data as the models see it: catalogue, users, positive pairs per split,
+histories and "already has" sets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recfusion.config import TrainConfig
+from recfusion.data.io import read_table
+from recfusion.data.schema import SPLITS
+from recfusion.models.features import (
+    Catalog,
+    UserTable,
+    Vocabularies,
+    build_catalog,
+    build_users,
+    last_items,
+    positive_pairs,
+)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    splits: dict[str, pd.DataFrame]
+    users: pd.DataFrame
+    items: pd.DataFrame
+    vocab: Vocabularies
+
+
+def read_prepared(folder: Path) -> PreparedData:
+    """Reads the prepare stage's outputs."""
+    return PreparedData(
+        splits={name: read_table(folder / f"{name}.parquet") for name in SPLITS},
+        users=read_table(folder / "users.parquet"),
+        items=read_table(folder / "items.parquet"),
+        vocab=Vocabularies.read(folder / "vocab"),
+    )
+
+
+@dataclass(frozen=True)
+class ModelData:
+    catalog: Catalog
+    users: UserTable
+    pairs: dict[str, pd.DataFrame]  # split -> distinct positive (user_id, item_id, timestamp)
+    history_len: int
+    vocab: Vocabularies
+
+    def pairs_of(self, splits: Sequence[str]) -> pd.DataFrame:
+        frames = [self.pairs[s] for s in splits]
+        both = pd.concat(frames, ignore_index=True).sort_values("timestamp", kind="stable")
+        return both.drop_duplicates(["user_id", "item_id"], keep="first")
+
+    def history(self, splits: Sequence[str]) -> np.ndarray:
+        """[n_users, history_len] last items of each user within `splits`."""
+        return last_items(self.pairs_of(splits), self.users, self.catalog, self.history_len)
+
+    def items_by_user(self, splits: Sequence[str]) -> dict[int, np.ndarray]:
+        """user row -> catalogue positions of the user's positives within `splits`."""
+        pairs = self.pairs_of(splits)
+        u = self.users.positions(pairs["user_id"])
+        item = self.catalog.positions(pairs["item_id"])
+        keep = (u >= 0) & (item >= 0)
+        df = pd.DataFrame({"u": u[keep], "item": item[keep]})
+        return {int(k): g.to_numpy(dtype=np.int64) for k, g in df.groupby("u")["item"]}
+
+
+def build_model_data(prepared: PreparedData, cfg: TrainConfig) -> ModelData:
+    """Catalogue, users and positives from the prepared splits."""
+    return ModelData(
+        catalog=build_catalog(prepared.items, prepared.vocab, cfg.max_title_tokens),
+        users=build_users(prepared.users, prepared.vocab),
+        pairs={s: positive_pairs(df, cfg.positive_events) for s, df in prepared.splits.items()},
+        history_len=cfg.history_len,
+        vocab=prepared.vocab,
+    )

@@ -1,0 +1,81 @@
+"""Exports of the trained two-tower model: the user tower as a SavedModel, the item embeddings,
+and a top-K index (TFRS BruteForce as a SavedModel for small catalogues, a faiss HNSW index for
+large ones)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from recfusion.models.tf_setup import tf, tfrs
+from recfusion.models.towers import UserTower
+
+log = logging.getLogger(__name__)
+
+
+def user_signature(history_len: int) -> dict[str, tf.TensorSpec]:
+    return {
+        "user_id": tf.TensorSpec([None], tf.int32, name="user_id"),
+        "gender": tf.TensorSpec([None], tf.int32, name="gender"),
+        "region": tf.TensorSpec([None], tf.int32, name="region"),
+        "age": tf.TensorSpec([None], tf.float32, name="age"),
+        "history": tf.TensorSpec([None, history_len], tf.int32, name="history"),
+    }
+
+
+class _Serving(tf.Module):
+    """A module whose `serve` signature takes the user tower's integer inputs."""
+
+    def __init__(self, fn, history_len: int) -> None:
+        super().__init__()
+        self.fn = fn
+        self.serve = tf.function(lambda inputs: self.fn(inputs),
+                                 input_signature=[user_signature(history_len)])  # fmt: skip
+
+
+def save_user_tower(user_tower: UserTower, history_len: int, path: Path) -> None:
+    """SavedModel with signature `serving_default(user_id, gender, region, age, history)` ->
+    [batch, dim] unit-length embeddings."""
+    module = _Serving(lambda inputs: {"embedding": user_tower(inputs, training=False)},
+                      history_len)  # fmt: skip
+    module.tower = user_tower  # tracked, so the variables are saved
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+
+
+def choose_index(kind: str, n_items: int, faiss_above: int) -> str:
+    """ "brute_force" or "faiss" for `kind` ("auto" decides by catalogue size)."""
+    if kind == "auto":
+        return "faiss" if n_items > faiss_above else "brute_force"
+    return kind
+
+
+def save_brute_force(
+    user_tower: UserTower, item_embeddings: np.ndarray, item_ids: np.ndarray, k: int,
+    history_len: int, path: Path,
+) -> None:  # fmt: skip
+    """TFRS BruteForce over the catalogue as a SavedModel: user inputs -> (scores, item ids)."""
+    index = tfrs.layers.factorized_top_k.BruteForce(user_tower, k=min(k, len(item_ids)))
+    index.index(tf.constant(item_embeddings), tf.constant(item_ids.astype(str)))
+    module = _Serving(lambda inputs: dict(zip(("scores", "item_ids"), index(inputs),
+                                              strict=True)), history_len)  # fmt: skip
+    module.index = index
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+
+
+def build_faiss(item_embeddings: np.ndarray, hnsw_m: int = 32, ef_search: int = 128):
+    """An HNSW inner-product index over the (unit-length) item embeddings."""
+    import faiss
+
+    index = faiss.IndexHNSWFlat(item_embeddings.shape[1], hnsw_m, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = 64
+    index.add(np.ascontiguousarray(item_embeddings, dtype=np.float32))
+    index.hnsw.efSearch = ef_search
+    return index
+
+
+def save_faiss(item_embeddings: np.ndarray, path: Path) -> None:
+    import faiss
+
+    faiss.write_index(build_faiss(item_embeddings), str(path))

@@ -1,0 +1,40 @@
+"""Ranking metrics on rankings small enough to check by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recfusion.evaluation.metrics import ranking_metrics, top_k
+
+
+def test_top_k_orders_and_excludes() -> None:
+    scores = np.array([[0.1, 0.9, 0.5, 0.7], [1.0, 0.0, 0.2, 0.3]])
+    assert top_k(scores, 2).tolist() == [[1, 3], [0, 3]]
+    # user 0 already has item 1, user 1 items 0 and 3
+    assert top_k(scores, 2, [np.array([1]), np.array([0, 3])]).tolist() == [[3, 2], [2, 1]]
+
+
+def test_metrics_by_hand() -> None:
+    # user 0: ranked [5, 3, 9], relevant {3, 7}: one hit at rank 2
+    #   recall@3 = 1/2, precision@3 = 1/3, dcg = 1/log2(3) = 0.6309, idcg = 1 + 0.6309
+    #   ndcg = 0.6309 / 1.6309 = 0.3869, mrr = 1/2, map = (1/2) / min(2, 3) = 0.25
+    # user 1: ranked [1, 2, 4], relevant {1}: hit at rank 1 -> every metric 1 but precision 1/3
+    # user 2: no relevant items -> not counted
+    ranked = np.array([[5, 3, 9], [1, 2, 4], [0, 6, 8]])
+    relevant = [np.array([3, 7]), np.array([1]), np.array([], dtype=np.int64)]
+    m = ranking_metrics(ranked, relevant, [1, 3])
+    assert m["recall@3"] == pytest.approx((0.5 + 1.0) / 2)
+    assert m["precision@3"] == pytest.approx((1 / 3 + 1 / 3) / 2)
+    assert m["ndcg@3"] == pytest.approx((0.6309298 / 1.6309298 + 1.0) / 2, rel=1e-6)
+    assert m["mrr@3"] == pytest.approx((0.5 + 1.0) / 2)
+    assert m["map@3"] == pytest.approx((0.25 + 1.0) / 2)
+    assert m["hit@3"] == pytest.approx(1.0)
+    assert m["hit@1"] == pytest.approx(0.5)  # only user 1 hits at rank 1
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(ValueError, match="fewer than k=5"):
+        ranking_metrics(np.zeros((1, 3), dtype=int), [np.array([1])], [5])
+    with pytest.raises(ValueError, match=r"must be \[users, items\]"):
+        top_k(np.zeros(3), 2)
