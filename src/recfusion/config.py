@@ -117,11 +117,39 @@ class RetrievalConfig:
     hard_negatives: int  # keep only this many hardest in-batch negatives; 0 = all
     remove_accidental_hits: bool  # ignore in-batch negatives that are the positive item
     id_dropout: float  # probability of hiding an id in training (teaches cold start)
+    dropout: float  # dropout on the user tower's hidden layer
+    item_dropout: float  # dropout on the item tower's hidden layer
     patience: int  # epochs without validation NDCG gain before stopping
     eval_k: int  # K of the validation Recall@K / NDCG@K used for model selection
     max_eval_users: int  # validation users sampled per evaluation; 0 = all
     index: Literal["auto", "brute_force", "faiss"]  # top-K index exported with the model
     faiss_above: int  # auto: catalogues larger than this use faiss, smaller TFRS BruteForce
+
+
+@dataclass(frozen=True)
+class RankingConfig:
+    embedding_dim: int  # size of each id / category embedding
+    cross_layers: int  # DCN-v2 cross layers
+    projection_dim: int  # low-rank size of each cross layer; 0 = full rank
+    deep_layers: list[int]  # units of the dense layers after the cross network
+    epochs: int  # most epochs; early stopping on validation loss may end sooner
+    batch_size: int  # examples per batch
+    learning_rate: float  # Adam learning rate
+    random_negatives: float  # random catalogue negatives per observed example
+    hard_negatives: int  # per user: untouched items from the retrieval model's top-K
+    hard_negative_k: int  # the K of that top-K
+    patience: int  # epochs without validation-loss gain before stopping
+
+
+@dataclass(frozen=True)
+class TagsConfig:
+    level: int  # category-path level used as tags (1 = department, 2 = subcategory, ...)
+    min_share: float  # a category with at least this share of a user's positives is a tag
+    hidden_units: int  # units of the head's hidden layer
+    epochs: int  # most epochs; early stopping may end sooner
+    batch_size: int  # users per batch
+    learning_rate: float  # Adam learning rate
+    patience: int  # epochs without validation-loss gain before stopping
 
 
 @dataclass(frozen=True)
@@ -131,6 +159,8 @@ class TrainConfig:
     history_len: int  # recent items in the user tower's history feature
     max_title_tokens: int  # title (and genre) tokens per item in the item tower
     retrieval: RetrievalConfig
+    ranking: RankingConfig
+    tags: TagsConfig
 
 
 # --------------------------------------------------------------------------- root

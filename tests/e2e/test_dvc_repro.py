@@ -53,10 +53,21 @@ def test_repro_runs_every_stage_then_nothing(workspace) -> None:
     dest, env = workspace
     dvc = str(Path(sys.executable).parent / "dvc")
     out = sh([dvc, "repro"], dest, env)
-    for stage in ("ingest", "validate", "prepare", "validate_prepared"):
+    for stage in (
+        "ingest",
+        "validate",
+        "prepare",
+        "validate_prepared",
+        "train_retrieval",
+        "train_ranking",
+        "train_tags",
+    ):
         assert f"Running stage '{stage}'" in out, stage
     assert (dest / "reports/validation/raw/index.html").is_file()
     assert (dest / "reports/validation/prepared/index.html").is_file()
+    assert (dest / "models/retrieval/user_tower/saved_model.pb").is_file()
+    for name in ("retrieval", "ranking", "tags"):
+        assert json.loads((dest / "reports" / f"{name}.json").read_text()), name
     for name in ("users", "items", "events", "queries"):
         assert (dest / "data/raw" / f"{name}.parquet").is_file()
     summary = json.loads((dest / "data/prepared/summary.json").read_text())

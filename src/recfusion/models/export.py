@@ -79,3 +79,19 @@ def save_faiss(item_embeddings: np.ndarray, path: Path) -> None:
     import faiss
 
     faiss.write_index(build_faiss(item_embeddings), str(path))
+
+
+def load_user_encoder(path: Path):
+    """The exported user tower as a function of numpy inputs -> [batch, dim] numpy embeddings."""
+    signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+
+    def encode(inputs: dict[str, np.ndarray], batch_size: int = 8192) -> np.ndarray:
+        n = len(inputs["user_id"])
+        parts = []
+        for start in range(0, n, batch_size):
+            sl = slice(start, start + batch_size)
+            out = signature(**{k: tf.constant(v[sl]) for k, v in inputs.items()})
+            parts.append(out["embedding"].numpy())
+        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+    return encode

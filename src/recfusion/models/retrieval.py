@@ -287,8 +287,8 @@ def fit_retrieval(
     with plan.strategy.scope():
         sizes = tower_sizes(data, rc.embedding_dim)
         model = TwoTowerModel(
-            UserTower(sizes, rc.id_dropout, seed),
-            ItemTower(sizes, data.catalog, rc.id_dropout, seed),
+            UserTower(sizes, rc.id_dropout, rc.dropout, seed),
+            ItemTower(sizes, data.catalog, rc.id_dropout, rc.item_dropout, seed),
             rc,
             probability,
         )

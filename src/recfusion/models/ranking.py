@@ -1,0 +1,193 @@
+"""Multi-task ranking with TFRS: a DCN-v2 cross network over user, item and context features,
+one TFRS `Ranking` task per head (click / add_to_cart / purchase, or rating / like).
+
+Binary heads output logits and train with sigmoid cross-entropy; the rating head regresses the
+rating with mean squared error. Rows without a label for a head carry weight 0 for it.
+Training keeps the best epoch by validation loss (validation rating RMSE when there is a rating
+head) (validation rating RMSE when there is a rating
+head) and resumes an interrupted run with Keras'
+BackupAndRestore.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recfusion.config import RankingConfig
+from recfusion.models.dataset import ModelData
+from recfusion.models.devices import DevicePlan
+from recfusion.models.features import Catalog, user_inputs
+from recfusion.models.ranking_data import RankingExamples
+from recfusion.models.tf_setup import keras, tf, tfrs
+from recfusion.models.towers import TowerSizes, masked_mean
+
+log = logging.getLogger(__name__)
+
+
+class RankingModel(tfrs.Model):
+    """Inputs {"user": user tower inputs, "item": [b] positions, "hour": [b]};
+    outputs {head: [b] logit or rating}."""
+
+    def __init__(self, sizes: TowerSizes, catalog: Catalog, heads: tuple[str, ...],
+                 cfg: RankingConfig) -> None:  # fmt: skip
+        super().__init__()
+        d = cfg.embedding_dim
+        self.heads = heads
+        self.table_id = tf.constant(catalog.id_idx, dtype=tf.int32)
+        self.table_category = tf.constant(catalog.category, dtype=tf.int32)
+        self.table_brand = tf.constant(catalog.brand, dtype=tf.int32)
+        self.table_price = tf.constant(catalog.price_bucket, dtype=tf.int32)
+        self.table_tokens = tf.constant(catalog.tokens, dtype=tf.int32)
+        emb = keras.layers.Embedding
+        self.user_id = emb(sizes.n_user_ids, d)
+        self.gender = emb(sizes.n_genders, 4)
+        self.region = emb(sizes.n_regions, 4)
+        self.history_embedding = emb(sizes.n_item_ids, d)
+        self.item_id = emb(sizes.n_item_ids, d)
+        self.category = emb(sizes.n_categories, d)
+        self.brand = emb(sizes.n_brands, d // 2)
+        self.price = emb(sizes.n_price_buckets, 4)
+        self.token = emb(sizes.n_tokens, d // 2)
+        self.hour_embedding = emb(25, 4)
+        self.cross = [tfrs.layers.dcn.Cross(projection_dim=cfg.projection_dim or None,
+                                            kernel_initializer="glorot_uniform")
+                      for _ in range(cfg.cross_layers)]  # fmt: skip
+        self.deep = [keras.layers.Dense(n, activation="relu") for n in cfg.deep_layers]
+        self.head_layers = {h: keras.layers.Dense(1, name=f"head_{h}") for h in heads}
+        self.tasks = {
+            h: tfrs.tasks.Ranking(
+                loss=keras.losses.MeanSquaredError() if h == "rating"
+                else keras.losses.BinaryCrossentropy(from_logits=True),
+                metrics=[keras.metrics.RootMeanSquaredError(name=f"{h}_rmse")] if h == "rating"
+                else [keras.metrics.AUC(from_logits=True, name=f"{h}_auc")],
+            )
+            for h in heads
+        }  # fmt: skip
+
+    def get_config(self) -> dict:
+        return {"name": self.name}
+
+    def call(self, features: dict, training: bool = False) -> dict[str, tf.Tensor]:
+        user, items = features["user"], tf.cast(features["item"], tf.int32)
+        tokens = tf.gather(self.table_tokens, items)
+        x = tf.concat(
+            [
+                self.user_id(user["user_id"]),
+                self.gender(user["gender"]),
+                self.region(user["region"]),
+                tf.reshape(tf.cast(user["age"], tf.float32), (-1, 1)),
+                masked_mean(self.history_embedding(user["history"]), user["history"]),
+                self.item_id(tf.gather(self.table_id, items)),
+                tf.reduce_sum(self.category(tf.gather(self.table_category, items)), axis=1),
+                self.brand(tf.gather(self.table_brand, items)),
+                self.price(tf.gather(self.table_price, items)),
+                masked_mean(self.token(tokens), tokens),
+                self.hour_embedding(features["hour"]),
+            ],
+            axis=1,
+        )
+        x0, h = x, x
+        for layer in self.cross:
+            h = layer(x0, h)
+        for layer in self.deep:
+            h = layer(h)
+        return {name: tf.squeeze(out(h), axis=1) for name, out in self.head_layers.items()}
+
+    def compute_loss(self, inputs, training: bool = False) -> tf.Tensor:
+        features, labels, weights = inputs
+        outputs = self(features, training=training)
+        return tf.add_n([
+            # losses reduce the last axis: give them [batch, 1]
+            self.tasks[h](labels[h][:, None], outputs[h][:, None], sample_weight=weights[h],
+                          training=training)
+            for h in self.heads
+        ])  # fmt: skip
+
+
+def make_dataset(examples: RankingExamples, history: np.ndarray, data: ModelData,
+                 batch_size: int, shuffle_seed: int | None) -> tf.data.Dataset:  # fmt: skip
+    """(features, labels, weights) batches; shuffled when `shuffle_seed` is given."""
+    features = {
+        "user": user_inputs(data.users, examples.user, history),
+        "item": examples.item.astype(np.int32),
+        "hour": examples.hour.astype(np.int32),
+    }
+    ds = tf.data.Dataset.from_tensor_slices((features, examples.labels, examples.weights))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(examples), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(2)
+
+
+def predict(model: RankingModel, examples: RankingExamples, history: np.ndarray,
+            data: ModelData) -> dict[str, np.ndarray]:  # fmt: skip
+    """Per head: probabilities (binary heads) or predicted ratings."""
+    ds = make_dataset(examples, history, data, 8192, None)
+    parts: dict[str, list[np.ndarray]] = {h: [] for h in model.heads}
+    for features, _, _ in ds:
+        out = model(features, training=False)
+        for h in model.heads:
+            value = out[h] if h == "rating" else tf.sigmoid(out[h])
+            parts[h].append(value.numpy())
+    return {h: np.concatenate(v) if v else np.zeros(0) for h, v in parts.items()}
+
+
+@dataclass
+class FittedRanking:
+    model: RankingModel
+    history: list[dict]  # per-epoch train and validation losses
+    seconds: float
+
+
+def fit_ranking(
+    data: ModelData,
+    sizes: TowerSizes,
+    heads: tuple[str, ...],
+    train: tuple[RankingExamples, np.ndarray],
+    val: tuple[RankingExamples, np.ndarray],
+    cfg: RankingConfig,
+    seed: int,
+    backup_dir: Path,
+    plan: DevicePlan,
+) -> FittedRanking:
+    """Trains the ranking model; keeps the epoch with the lowest validation loss.
+
+    Args:
+        train, val: examples and their [E, history_len] histories.
+        backup_dir: Keras BackupAndRestore folder; an interrupted run resumes from it.
+    """
+    keras.utils.set_random_seed(seed)
+    with plan.strategy.scope():
+        model = RankingModel(sizes, data.catalog, heads, cfg)
+        # the tasks weight their own losses; nothing for Keras' weighted_metrics to add
+        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), weighted_metrics=[])
+    batch = cfg.batch_size * plan.strategy.num_replicas_in_sync
+    train_ds = make_dataset(*train, data, batch, seed)
+    with plan.strategy.scope():
+        model(next(iter(train_ds))[0])  # built before fit, as BackupAndRestore requires
+    val_ds = make_dataset(*val, data, batch, None)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(backup_dir)),
+        # a rating head is judged by its RMSE: the summed loss mixes scales across heads
+        keras.callbacks.EarlyStopping(
+            monitor="val_rating_rmse" if "rating" in heads else "val_loss",
+            mode="min",
+            patience=cfg.patience,
+            restore_best_weights=True,
+        ),
+    ]
+    log.info("ranking: heads %s, %d train and %d validation examples", heads, len(train[0]),
+             len(val[0]))  # fmt: skip
+    t = time.perf_counter()
+    result = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks,
+                       verbose=0)  # fmt: skip
+    seconds = time.perf_counter() - t
+    hist = result.history
+    epochs = [{k: float(v[i]) for k, v in hist.items()} for i in range(len(hist.get("loss", [])))]
+    for i, e in enumerate(epochs, start=1):
+        log.info("ranking epoch %d: %s", i, {k: round(v, 4) for k, v in e.items()})
+    return FittedRanking(model, epochs, seconds)

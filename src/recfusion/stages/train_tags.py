@@ -1,0 +1,112 @@
+"""Stage `train_tags`: user interest tags by transfer learning from the frozen user tower.
+
+Reads data/prepared/ and models/retrieval/ (weights/ and meta.json); writes models/tags/ (head
+weights, tags.txt with the category of each tag, meta.json with level, min_share and the
+decision threshold) and reports/tags.json (DVC metrics on the test period: precision, recall,
+micro and macro F1 of the model and of the "same as past top categories" baseline, for all
+users and for demographics-only users, i.e. users with no history, whose baseline is the
+globally most common categories).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import sys
+from typing import Any
+
+import numpy as np
+
+from recfusion.data.io import read_json, write_json
+from recfusion.evaluation.classification import multilabel_report
+from recfusion.models.dataset import build_model_data, read_prepared
+from recfusion.models.retrieval import tower_sizes
+from recfusion.models.tags import (
+    decide_tags,
+    fit_tag_head,
+    item_tags,
+    load_frozen_user_tower,
+    tag_matrix,
+    user_embeddings,
+)
+from recfusion.models.tf_setup import tf
+from recfusion.models.towers import TowerSizes
+from recfusion.paths import MODELS_DIR, PREPARED_DIR, REPORTS_DIR
+from recfusion.stages.entry import guarded, stage_config
+
+log = logging.getLogger(__name__)
+OUT = MODELS_DIR / "tags"
+RETRIEVAL = MODELS_DIR / "retrieval"
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = stage_config(__doc__, argv)
+    tc = cfg.train.tags
+    data = build_model_data(read_prepared(PREPARED_DIR), cfg.train)
+    meta = read_json(RETRIEVAL / "meta.json")
+    sizes = TowerSizes(**meta["sizes"])
+    if sizes != tower_sizes(data, sizes.dim):
+        raise ValueError("models/retrieval was trained on other data; run train_retrieval first")
+    tower = load_frozen_user_tower(sizes, RETRIEVAL / "weights" / "towers", meta["history_len"])
+    tag_of_item, tag_categories = item_tags(data, tc.level)
+    n_tags = len(tag_categories)
+
+    def tags(splits: list[str]) -> np.ndarray:
+        return tag_matrix(data, splits, tc.level, tc.min_share, n_tags, tag_of_item)
+
+    # train: what the train period says about the user -> their validation-period tags
+    future_val = tags(["val"])
+    rows = np.flatnonzero(future_val.any(axis=1))
+    if len(rows) < 10:
+        raise ValueError(f"only {len(rows)} users with validation activity: too few to train tags")
+    x = user_embeddings(tower, data, rows, data.history(["train"]))
+    fitted = fit_tag_head(x, future_val[rows], tc, cfg.seed)
+
+    # test: train + validation period -> test-period tags
+    past, future = tags(["train", "val"]), tags(["test"])
+    test_rows = np.flatnonzero(future.any(axis=1))
+    probs = fitted.head.predict(
+        user_embeddings(tower, data, test_rows, data.history(["train", "val"])), verbose=0
+    )
+    predicted = decide_tags(probs, fitted.threshold)
+    no_history = np.asarray(~past[test_rows].any(axis=1))
+    global_tags = past.sum(axis=0)
+    typical = max(1, int(np.median(future[test_rows].sum(axis=1))))  # tags per user
+    popular = np.zeros(n_tags, dtype=bool)
+    popular[np.argsort(-global_tags)[:typical]] = True
+    baseline = np.where(no_history[:, None], popular[None, :], past[test_rows])
+    truth = future[test_rows]
+    report: dict[str, Any] = {
+        "level": tc.level,
+        "tags": n_tags,
+        "threshold": fitted.threshold,
+        "all": {"model": multilabel_report(truth, predicted),
+                "past_top_categories": multilabel_report(truth, baseline)},
+        "demographics_only": {"model": multilabel_report(truth[no_history], predicted[no_history]),
+                              "global_top_categories": multilabel_report(truth[no_history],
+                                                                         baseline[no_history])},
+        "train_users": len(rows),
+        "train_seconds": round(fitted.seconds, 1),
+    }  # fmt: skip
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    tf.train.Checkpoint(head=fitted.head).write(str(OUT / "weights" / "head"))
+    vocab = data.vocab.category.values
+    (OUT / "tags.txt").write_text(
+        "".join(f"{vocab[c - 1] if c > 0 else 'unknown'}\n" for c in tag_categories)
+    )
+    write_json({"level": tc.level, "min_share": tc.min_share, "threshold": fitted.threshold,
+                "tower_sizes": meta["sizes"], "tags": dataclasses.asdict(tc)},
+               OUT / "meta.json")  # fmt: skip
+    write_json(report, REPORTS_DIR / "tags.json")
+    log.info("train_tags: test micro-F1 %.3f (past top categories %.3f); demographics-only "
+             "%.3f (global top %.3f)", report["all"]["model"]["micro_f1"],
+             report["all"]["past_top_categories"]["micro_f1"],
+             report["demographics_only"]["model"]["micro_f1"],
+             report["demographics_only"]["global_top_categories"]["micro_f1"])  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(guarded(main))
