@@ -38,3 +38,25 @@ def test_bad_inputs() -> None:
         ranking_metrics(np.zeros((1, 3), dtype=int), [np.array([1])], [5])
     with pytest.raises(ValueError, match=r"must be \[users, items\]"):
         top_k(np.zeros(3), 2)
+
+
+def test_ndcg_per_user_matches_the_mean() -> None:
+    from recfusion.evaluation.metrics import ndcg_per_user
+
+    ranked = np.array([[5, 3, 9], [1, 2, 4]])
+    relevant = [np.array([3, 7]), np.array([1])]
+    per_user = ndcg_per_user(ranked, relevant, 3)
+    assert per_user == pytest.approx([0.6309298 / 1.6309298, 1.0], rel=1e-6)
+    assert per_user.mean() == pytest.approx(ranking_metrics(ranked, relevant, [3])["ndcg@3"])
+
+
+def test_paired_bootstrap() -> None:
+    from recfusion.evaluation.metrics import paired_bootstrap
+
+    a = np.array([0.5, 0.6, 0.7, 0.8])
+    same = paired_bootstrap(a, a)
+    assert same["mean_diff"] == 0 and same["ci_low"] == 0 and same["ci_high"] == 0
+    better = paired_bootstrap(a + 0.1, a)  # every user 0.1 better -> the interval is [0.1, 0.1]
+    assert better["ci_low"] == pytest.approx(0.1) and better["ci_high"] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="same users"):
+        paired_bootstrap(a, a[:2])

@@ -90,3 +90,26 @@ def ranking_metrics(
         out[f"map@{k}"] = float(np.mean((precision_at_hit * h).sum(axis=1) / np.minimum(n_rel, k)))
         out[f"hit@{k}"] = float(np.mean(n_hits > 0))
     return out
+
+
+def ndcg_per_user(ranked: np.ndarray, relevant: Sequence[np.ndarray], k: int) -> np.ndarray:
+    """NDCG@k of each user with at least one relevant item (for paired comparisons)."""
+    n_rel = np.array([len(r) for r in relevant])
+    keep = n_rel > 0
+    hits = hits_matrix(ranked[:, :k], relevant)[keep]
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = np.cumsum(discounts)[np.minimum(n_rel[keep], k) - 1]
+    return (hits * discounts).sum(axis=1) / ideal
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0,
+                     level: float = 0.95) -> dict[str, float]:  # fmt: skip
+    """Mean of a - b over paired users with a percentile bootstrap interval."""
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError("paired_bootstrap needs two 1-d arrays of the same users")
+    diff = a - b
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), (n, len(diff)))].mean(axis=1)
+    lo, hi = np.percentile(means, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    return {"mean_diff": float(diff.mean()), "ci_low": float(lo), "ci_high": float(hi),
+            "level": level, "users": int(len(diff))}  # fmt: skip

@@ -75,6 +75,7 @@ class Catalog:
     price_bucket: np.ndarray  # [n] int32, bucket + 1
     tokens: np.ndarray  # [n, max_tokens] int32 title (and genre) tokens, 0-padded
     in_stock: np.ndarray  # [n] bool
+    titles: np.ndarray  # [n] item titles, for explanations
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -120,6 +121,7 @@ def build_catalog(items: pd.DataFrame, vocab: Vocabularies, max_tokens: int) -> 
         price_bucket=(np.asarray(bucket, dtype=np.int64) + 1).astype(np.int32),
         tokens=tokens,
         in_stock=items["in_stock"].to_numpy(dtype=bool),
+        titles=items["title"].fillna("").astype(str).to_numpy(),
     )
 
 

@@ -1,0 +1,1 @@
+"""Candidate sources and fusion methods (weighted, voting, stacking, cascade)."""

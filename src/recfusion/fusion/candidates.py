@@ -1,0 +1,72 @@
+"""Candidate sets: every source's top-N for each user, merged, with per-source features.
+
+For user u and candidate slot c, `items[u, c]` is a catalogue position (-1 for an empty slot),
+`scores[s][u, c]` source s's score of that item and `ranks[s][u, c]` its 1-based rank in
+source s's list (n + 1 when the item is not in that source's top-n).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from recfusion.evaluation.metrics import top_k
+from recfusion.fusion.sources import History, Source
+
+
+@dataclass(frozen=True)
+class CandidateSet:
+    rows: np.ndarray  # [U] user rows
+    items: np.ndarray  # [U, C] catalogue positions, -1 = empty slot
+    scores: dict[str, np.ndarray]  # source -> [U, C] raw score
+    ranks: dict[str, np.ndarray]  # source -> [U, C] rank in the source's top-n (n + 1 = absent)
+    per_source: int  # n
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.items >= 0
+
+    def top(self, fused: np.ndarray, k: int) -> np.ndarray:
+        """[U, k] catalogue positions ordered by `fused` ([U, C]); empty slots last (-1)."""
+        masked = np.where(self.valid, fused, -np.inf)
+        order = np.argsort(-masked, axis=1, kind="stable")[:, :k]
+        return np.where(np.take_along_axis(self.valid, order, axis=1),
+                        np.take_along_axis(self.items, order, axis=1), -1)  # fmt: skip
+
+
+def gather(
+    sources: Sequence[Source],
+    rows: np.ndarray,
+    history: History,
+    exclude: Sequence[np.ndarray],
+    per_source: int,
+    batch: int = 2048,
+) -> CandidateSet:
+    """Merges each source's top-`per_source` (excluded items removed) for users `rows`."""
+    n_src = len(sources)
+    width = n_src * per_source
+    items = np.full((len(rows), width), -1, dtype=np.int64)
+    scores = {s.name: np.zeros((len(rows), width), np.float32) for s in sources}
+    ranks = {s.name: np.full((len(rows), width), per_source + 1, np.int32) for s in sources}
+    for start in range(0, len(rows), batch):
+        sl = slice(start, start + batch)
+        dense = {s.name: s.scores(rows[sl], history) for s in sources}
+        tops = {name: top_k(m, per_source, exclude[sl]) for name, m in dense.items()}
+        for u in range(len(rows[sl])):
+            union = np.unique(np.concatenate([t[u] for t in tops.values()]))
+            g = start + u
+            items[g, : len(union)] = union
+            for name, t in tops.items():
+                scores[name][g, : len(union)] = dense[name][u, union]
+                pos = np.full(len(union), per_source + 1, np.int32)
+                where = np.searchsorted(union, t[u])
+                pos[where] = np.arange(1, per_source + 1)
+                ranks[name][g, : len(union)] = pos
+    return CandidateSet(rows, items, scores, ranks, per_source)
+
+
+def source_ranking(cands: CandidateSet, name: str, k: int) -> np.ndarray:
+    """[U, k] the source's own top-k (its ranks inside the candidate set)."""
+    return cands.top(-cands.ranks[name].astype(np.float64), k)
