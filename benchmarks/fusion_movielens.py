@@ -21,11 +21,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import movielens_config, prepared_movielens, write_result  # noqa: E402
+from recfusion.config import StackingConfig  # noqa: E402
 from recfusion.evaluation.metrics import ndcg_per_user, paired_bootstrap, ranking_metrics  # noqa: E402
 from recfusion.fusion import methods  # noqa: E402
 from recfusion.fusion.candidates import source_ranking  # noqa: E402
 from recfusion.fusion.period import build_period  # noqa: E402
-from recfusion.fusion.stacking import StackingParams, fit_stacker, stack_scores  # noqa: E402
+from recfusion.fusion.stacking import fit_stacker, stack_scores  # noqa: E402
 from recfusion.logs import setup_logging  # noqa: E402
 from recfusion.models.dataset import PreparedData, build_model_data  # noqa: E402
 from recfusion.models.devices import plan_devices  # noqa: E402
@@ -35,8 +36,8 @@ from recfusion.models.retrieval import fit_retrieval  # noqa: E402
 SEEDS = [42, 43, 44]
 EASE_L2 = 250.0
 PER_SOURCE = 100
-STACKING = StackingParams(num_leaves=7, learning_rate=0.05, min_child_samples=500,
-                          early_stopping_rounds=100)  # fmt: skip
+STACKING = StackingConfig(num_leaves=7, learning_rate=0.05, n_estimators=400,
+                          min_child_samples=500, early_stopping_rounds=100)  # fmt: skip
 
 
 def run_seed(seed: int) -> dict:

@@ -163,6 +163,41 @@ class TrainConfig:
     tags: TagsConfig
 
 
+# --------------------------------------------------------------------------- fuse, evaluate
+@dataclass(frozen=True)
+class StackingConfig:
+    num_leaves: int  # LightGBM leaves per tree
+    learning_rate: float  # LightGBM shrinkage
+    n_estimators: int  # most trees; early stopping on held-out validation users may end sooner
+    min_child_samples: int  # fewest candidates in a leaf
+    early_stopping_rounds: int  # trees without held-out NDCG@10 gain before stopping
+
+
+@dataclass(frozen=True)
+class CascadeConfig:
+    diversity: float  # MMR: 0 keeps the stacker's order, 1 only avoids similar items
+    max_per_brand: int  # most items of one brand in a list; 0 = no cap
+    pool: int  # best-scored candidates MMR chooses from
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    method: Literal["weighted", "rrf", "borda", "stacking", "cascade"]  # the packaged recommender's
+    sources: list[str]  # candidate sources, see recfusion.fusion.sources
+    per_source: int  # candidates each source contributes per user
+    ease_l2: float  # L2 weight of the EASE item model
+    stacking: StackingConfig
+    cascade: CascadeConfig
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    ks: list[int]  # cut-offs of the ranking metrics
+    bootstrap_samples: int  # resamples of the paired bootstrap
+    head_share: float  # long tail: items outside the most popular ones holding this share
+    example_users: int  # users whose recommendations and reasons the report shows
+
+
 # --------------------------------------------------------------------------- root
 @dataclass(frozen=True)
 class Config:
@@ -171,6 +206,8 @@ class Config:
     validation: ValidationConfig
     prepare: PrepareConfig
     train: TrainConfig
+    fusion: FusionConfig
+    evaluate: EvaluateConfig
 
 
 def load_config(

@@ -66,8 +66,14 @@ def test_repro_runs_every_stage_then_nothing(workspace) -> None:
     assert (dest / "reports/validation/raw/index.html").is_file()
     assert (dest / "reports/validation/prepared/index.html").is_file()
     assert (dest / "models/retrieval/user_tower/saved_model.pb").is_file()
-    for name in ("retrieval", "ranking", "tags"):
+    for name in ("retrieval", "ranking", "tags", "fusion", "metrics"):
         assert json.loads((dest / "reports" / f"{name}.json").read_text()), name
+    metrics = json.loads((dest / "reports/metrics.json").read_text())
+    assert {"fusion:cascade", "fusion:stacking", "source:two_tower"} <= set(metrics["methods"])
+    html = (dest / "reports/evaluation.html").read_text()
+    assert "<svg" in html and "fusion:cascade" in html
+    # self-contained: nothing is loaded from elsewhere
+    assert "src=" not in html and "<link" not in html and "href='http" not in html
     for name in ("users", "items", "events", "queries"):
         assert (dest / "data/raw" / f"{name}.parquet").is_file()
     summary = json.loads((dest / "data/prepared/summary.json").read_text())
@@ -76,8 +82,10 @@ def test_repro_runs_every_stage_then_nothing(workspace) -> None:
     assert sum(s["events"] for s in summary["splits"].values()) == events["rows_out"]
     again = sh([dvc, "repro"], dest, env)
     assert "Data and pipelines are up to date" in again
-    metrics = json.loads(sh([dvc, "metrics", "show", "--json"], dest, env))
-    assert metrics  # reports/prepare.json is registered as a DVC metric
+    shown = json.loads(sh([dvc, "metrics", "show", "--json"], dest, env))
+    assert shown  # reports/*.json are registered as DVC metrics
+    sh([dvc, "plots", "show", "-o", str(dest / "dvc_plots")], dest, env)
+    assert (dest / "dvc_plots/index.html").is_file()
     sh([dvc, "push"], dest, env)
     assert any((dest / "dvcstore").rglob("*")), "dvc push wrote nothing to the local remote"
 

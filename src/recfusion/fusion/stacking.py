@@ -7,25 +7,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from recfusion.config import StackingConfig
 from recfusion.fusion.candidates import CandidateSet
 from recfusion.fusion.methods import normalised
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class StackingParams:
-    num_leaves: int = 31
-    learning_rate: float = 0.05
-    n_estimators: int = 400
-    min_child_samples: int = 50
-    early_stopping_rounds: int = 30
 
 
 def feature_matrix(
@@ -59,7 +50,7 @@ def labels_of(cands: CandidateSet, relevant: Sequence[np.ndarray]) -> np.ndarray
 
 
 def fit_stacker(cands: CandidateSet, extra: dict[str, np.ndarray], relevant: Sequence[np.ndarray],
-                params: StackingParams, seed: int) -> lgb.LGBMRanker:  # fmt: skip
+                params: StackingConfig, seed: int) -> lgb.LGBMRanker:  # fmt: skip
     """Trains lambdarank on users with at least one relevant candidate; a fifth of them are held
     out for early stopping."""
     x, names = feature_matrix(cands, extra)
@@ -102,12 +93,16 @@ def fit_stacker(cands: CandidateSet, extra: dict[str, np.ndarray], relevant: Seq
     return model
 
 
-def stack_scores(model: lgb.LGBMRanker, cands: CandidateSet, extra: dict[str, np.ndarray]
-                 ) -> np.ndarray:  # fmt: skip
+def stack_scores(model: lgb.LGBMRanker | lgb.Booster, cands: CandidateSet,
+                 extra: dict[str, np.ndarray]) -> np.ndarray:  # fmt: skip
     """[U, C] stacker scores (empty slots get -inf)."""
     x, names = feature_matrix(cands, extra)
     frame = pd.DataFrame(x, columns=names)
-    scores = model.predict(frame, num_iteration=model.best_iteration_).reshape(cands.items.shape)
+    if isinstance(model, lgb.LGBMRanker):
+        raw = model.predict(frame, num_iteration=model.best_iteration_)
+    else:
+        raw = model.predict(frame)
+    scores = np.asarray(raw).reshape(cands.items.shape)
     return np.where(cands.valid, scores, -np.inf)
 
 

@@ -1,0 +1,213 @@
+"""Stage `evaluate`: every candidate source and every fusion method on the same test users.
+
+Reads data/prepared/, models/retrieval/, models/fusion/ and reports/ranking.json. The test
+period's sources see train + validation. Writes
+- reports/metrics.json (DVC metrics): Recall, Precision, NDCG, MRR, MAP and hit rate at each
+  k of `evaluate.ks`; coverage, intra-list diversity, novelty and long-tail share at 10; NDCG@10
+  per slice (cold / warm users, gender, age band, long-tail items) with the gap between groups;
+  a paired bootstrap interval of each fusion method against the best single source; the ranking
+  heads' test metrics;
+- reports/plots/ndcg_at_k.csv and reports/plots/slices.csv (DVC plots);
+- reports/evaluation.html, a self-contained page with the tables, plots and example
+  recommendations with their reasons.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recfusion.config import Config
+from recfusion.data.io import read_json, write_json
+from recfusion.evaluation import html
+from recfusion.evaluation.beyond import (
+    coverage,
+    intra_list_diversity,
+    long_tail_items,
+    long_tail_share,
+    novelty,
+)
+from recfusion.evaluation.metrics import ndcg_per_user, paired_bootstrap, ranking_metrics
+from recfusion.evaluation.slices import age_band, slice_ndcg
+from recfusion.fusion.fused import FittedFusion, rank_all, reasons
+from recfusion.fusion.period import Period
+from recfusion.models.dataset import ModelData, PreparedData, build_model_data, read_prepared
+from recfusion.paths import MODELS_DIR, PREPARED_DIR, REPORTS_DIR
+from recfusion.stages.entry import guarded, stage_config
+from recfusion.stages.fuse import load_retrieval, period
+
+log = logging.getLogger(__name__)
+PLOTS = REPORTS_DIR / "plots"
+
+
+def purchases(prepared: PreparedData, data: ModelData, splits: list[str], rows: np.ndarray
+              ) -> list[np.ndarray]:  # fmt: skip
+    """Per user row in `rows`, the catalogue positions they purchased within `splits`."""
+    ev = pd.concat([prepared.splits[s] for s in splits])
+    ev = ev[ev["event_type"] == "purchase"]
+    u = data.users.positions(ev["user_id"])
+    i = data.catalog.positions(ev["item_id"])
+    by_user = pd.Series(i, index=u).groupby(level=0).apply(lambda s: s.to_numpy())
+    empty = np.array([], dtype=np.int64)
+    return [by_user.get(int(r), empty) for r in rows]
+
+
+def user_groups(prepared: PreparedData, data: ModelData, rows: np.ndarray) -> dict:
+    users = prepared.users.set_index("user_id").reindex(data.users.user_ids[rows])
+    cold = data.users.id_idx[rows] == 0
+    gender = users["gender"].fillna("unknown").astype(str).to_numpy()
+    band = np.array([age_band(a) for a in users["age"].astype("float64")])
+    return {
+        "cold_start": {"cold": cold, "warm": ~cold},
+        "gender": {g: gender == g for g in sorted(set(gender))},
+        "age_band": {b: band == b for b in sorted(set(band))},
+    }
+
+
+def evaluate_all(cfg: Config, prepared: PreparedData, data: ModelData, test: Period,
+                 fitted: FittedFusion, item_embeddings: np.ndarray) -> dict[str, Any]:  # fmt: skip
+    """Every metric of the stage docstring for every source and method."""
+    ks = sorted(cfg.evaluate.ks)
+    c, rel = test.candidates, test.relevant
+    bought = purchases(prepared, data, ["train", "val"], c.rows)
+    rankings = rank_all(test, fitted, cfg.fusion, data, item_embeddings, bought, max(ks))
+    counts = np.asarray(test.history.matrix.sum(axis=0)).ravel()
+    tail = long_tail_items(counts, cfg.evaluate.head_share)
+    groups = user_groups(prepared, data, c.rows)
+    methods: dict[str, dict[str, float]] = {}
+    slices: dict[str, dict] = {}
+    for name, ranked in rankings.items():
+        top10 = ranked[:, :10]
+        methods[name] = {
+            **ranking_metrics(ranked, rel, ks),
+            "coverage@10": coverage(top10, len(data.catalog)),
+            "diversity@10": intra_list_diversity(top10, item_embeddings),
+            "novelty@10": novelty(top10, counts, len(data.users)),
+            "long_tail_share@10": long_tail_share(top10, tail),
+        }
+        slices[name] = slice_ndcg(ranked, rel, groups, tail, 10)
+    sources = [n for n in rankings if n.startswith("source:")]
+    best = max(sources, key=lambda n: methods[n]["ndcg@10"])
+    base = ndcg_per_user(rankings[best][:, :10], rel, 10)
+    bootstrap = {
+        n: paired_bootstrap(ndcg_per_user(rankings[n][:, :10], rel, 10), base,
+                            cfg.evaluate.bootstrap_samples, cfg.seed)
+        for n in rankings if n.startswith("fusion:")
+    }  # fmt: skip
+    packaged = f"fusion:{cfg.fusion.method}"
+    examples = []
+    for u in range(min(cfg.evaluate.example_users, len(c.rows))):
+        items = rankings[packaged][u, :10]
+        examples.append({
+            "user_id": str(data.users.user_ids[c.rows[u]]),
+            "recommendations": [
+                {"item_id": str(data.catalog.item_ids[i]), "title": str(data.catalog.titles[i]),
+                 "source": src, "reason": why}
+                for i, (src, why) in zip(items[items >= 0], reasons(test, u, items), strict=True)
+            ],
+        })  # fmt: skip
+    return {"packaged": packaged, "best_source": best, "test_users": len(c.rows),
+            "methods": methods, "slices": slices, "bootstrap_vs_best_source": bootstrap,
+            "examples": examples}  # fmt: skip
+
+
+def write_plots(result: dict, ks: list[int], folder: Path = PLOTS) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    names = list(result["methods"])
+    short = [n.split(":", 1)[1] for n in names]
+    rows = [[k] + [result["methods"][n][f"ndcg@{k}"] for n in names] for k in ks]
+    pd.DataFrame(rows, columns=["k", *short]).to_csv(folder / "ndcg_at_k.csv", index=False)
+    packaged, best = result["packaged"], result["best_source"]
+    slice_rows: list[tuple[str, str, float]] = []
+    for name in (packaged, best):
+        for attribute, s in result["slices"][name].items():
+            if attribute == "long_tail_items":
+                slice_rows.append((name, "long_tail_items", s["ndcg"]))
+                continue
+            for group, v in s["groups"].items():
+                slice_rows.append((name, f"{attribute}={group}", v))
+    frame = pd.DataFrame(slice_rows, columns=["method", "slice", "ndcg@10"])
+    frame["method"] = frame["method"].map({packaged: "packaged", best: "best_single_source"})
+    wide = frame.pivot_table(index="slice", columns="method", values="ndcg@10").reset_index()
+    wide.to_csv(folder / "slices.csv", index=False)
+
+
+def write_html(result: dict, ranking: dict | None, ks: list[int], path: Path) -> None:
+    m = result["methods"]
+    cols = [f"{metric}@10" for metric in ("ndcg", "recall", "precision", "mrr", "map", "hit")]
+    beyond = ["coverage@10", "diversity@10", "novelty@10", "long_tail_share@10"]
+    series = {n: [(float(k), float(m[n][f"ndcg@{k}"])) for k in ks] for n in m}
+    packaged, best = result["packaged"], result["best_source"]
+    slice_rows: dict[str, dict[str, float]] = {}
+    for name in (packaged, best):
+        for attribute, s in result["slices"][name].items():
+            if attribute == "long_tail_items":
+                slice_rows.setdefault("long-tail items", {})[name] = s["ndcg"]
+            else:
+                for g, v in s["groups"].items():
+                    slice_rows.setdefault(f"{attribute}: {g}", {})[name] = v
+                slice_rows.setdefault(f"{attribute}: gap", {})[name] = s["gap"]
+    boot = {n: {"mean diff": b["mean_diff"], "95% low": b["ci_low"], "95% high": b["ci_high"]}
+            for n, b in result["bootstrap_vs_best_source"].items()}  # fmt: skip
+    examples = "".join(
+        f"<h3>user {html._e(ex['user_id'])}</h3><ol>" + "".join(
+            f"<li>{html._e(r['title'] or r['item_id'])} <span class='note'>({html._e(r['source'])}"
+            f": {html._e(r['reason'])})</span></li>" for r in ex["recommendations"]) + "</ol>"
+        for ex in result["examples"])  # fmt: skip
+    sections = [
+        ("Ranking quality at 10", html.table({n: m[n] for n in m}, cols)),
+        (f"NDCG@k for k in {ks}", html.line_chart(series, "k", "NDCG@k")),
+        ("Beyond accuracy at 10", html.table({n: m[n] for n in m}, beyond)),
+        (f"NDCG@10 by slice: {packaged} vs the best single source {best}",
+         html.table(slice_rows, [packaged, best])
+         + html.bar_chart({k: v.get(packaged, float("nan")) for k, v in slice_rows.items()
+                           if not k.endswith("gap")})),
+        (f"Paired bootstrap of NDCG@10 against {best} ({result['test_users']} users)",
+         html.table(boot, ["mean diff", "95% low", "95% high"])),
+    ]  # fmt: skip
+    if ranking:
+        heads = {h: {k: v for k, v in r.items() if isinstance(v, float)}
+                 for h, r in ranking.get("heads", {}).items()}  # fmt: skip
+        keys = ["auc", "log_loss", "accuracy", "precision", "recall", "f1", "rmse", "mae"]
+        present = [k for k in keys if any(k in h for h in heads.values())]
+        sections.append(("Ranking model heads (test split)", html.table(heads, present)))
+    sections.append((f"Example recommendations of {packaged}, with reasons", examples))
+    note = (
+        f"{result['test_users']} test users; each user's train and validation items are "
+        "excluded from the rankings. Sources and methods are ranked on the same users."
+    )
+    path.write_text(html.page("recfusion evaluation", sections, note), encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = stage_config(__doc__, argv)
+    prepared = read_prepared(PREPARED_DIR)
+    data = build_model_data(prepared, cfg.train)
+    _, item_embeddings = load_retrieval(data)
+    test = period(cfg, data, ["train", "val"], ["test"])
+    fitted = FittedFusion.load(MODELS_DIR / "fusion")
+    result = evaluate_all(cfg, prepared, data, test, fitted, item_embeddings)
+    ranking_path = REPORTS_DIR / "ranking.json"
+    ranking = read_json(ranking_path) if ranking_path.is_file() else None
+    if ranking:
+        result["ranking_heads"] = {h: {k: v for k, v in r.items() if k != "calibration"}
+                                   for h, r in ranking["heads"].items()}  # fmt: skip
+    write_json(result, REPORTS_DIR / "metrics.json")
+    write_plots(result, sorted(cfg.evaluate.ks))
+    write_html(result, ranking, sorted(cfg.evaluate.ks), REPORTS_DIR / "evaluation.html")
+    p, b = result["packaged"], result["best_source"]
+    log.info("evaluate: %s ndcg@10 %.4f vs best source %s %.4f (bootstrap diff %.4f [%.4f, %.4f])",
+             p, result["methods"][p]["ndcg@10"], b, result["methods"][b]["ndcg@10"],
+             result["bootstrap_vs_best_source"][p]["mean_diff"],
+             result["bootstrap_vs_best_source"][p]["ci_low"],
+             result["bootstrap_vs_best_source"][p]["ci_high"])  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(guarded(main))
