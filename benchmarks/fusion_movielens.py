@@ -1,9 +1,9 @@
 """Candidate sources and fusion methods on MovieLens-100K (the protocol of retrieval_movielens.py).
 
-For each seed: the two-tower model trains on train (selected on validation); EASE and the
-popularity sources are fitted on train for the validation period and on train + validation for
-the test period; fusion weights and the LightGBM stacker are fitted on the validation period's
-candidates. Reports NDCG@10 / Recall@10 on test for every single source and every fusion
+For each seed: the two-tower, ranking (random negatives only) and tag models train as the
+pipeline's stages do; EASE and the popularity sources are fitted on train for the validation
+period and on train + validation for the test period; fusion weights and the LightGBM stacker
+(with the ranking and tag models' features) are fitted on the validation period's candidates. Reports NDCG@10 / Recall@10 on test for every single source and every fusion
 method, and a paired bootstrap interval of each method against the best single source.
 Writes benchmarks/results/fusion_movielens.json.
 
@@ -12,7 +12,9 @@ Writes benchmarks/results/fusion_movielens.json.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -25,13 +27,20 @@ from recfusion.config import StackingConfig  # noqa: E402
 from recfusion.evaluation.metrics import ndcg_per_user, paired_bootstrap, ranking_metrics  # noqa: E402
 from recfusion.fusion import methods  # noqa: E402
 from recfusion.fusion.candidates import source_ranking  # noqa: E402
+from recfusion.fusion.model_features import sub_model_features  # noqa: E402
 from recfusion.fusion.period import build_period  # noqa: E402
 from recfusion.fusion.stacking import fit_stacker, stack_scores  # noqa: E402
 from recfusion.logs import setup_logging  # noqa: E402
 from recfusion.models.dataset import PreparedData, build_model_data  # noqa: E402
 from recfusion.models.devices import plan_devices  # noqa: E402
 from recfusion.models.features import Vocabularies  # noqa: E402
-from recfusion.models.retrieval import fit_retrieval  # noqa: E402
+from recfusion.models.ranking import fit_ranking  # noqa: E402
+from recfusion.models.retrieval import fit_retrieval, tower_sizes  # noqa: E402
+from recfusion.models.tags import load_frozen_user_tower  # noqa: E402
+from recfusion.models.tf_setup import tf  # noqa: E402
+from recfusion.stages import train_ranking, train_tags  # noqa: E402
+from recfusion.stages.fuse import usual_hour  # noqa: E402
+from recfusion.stages.train_ranking import build_examples  # noqa: E402
 
 SEEDS = [42, 43, 44]
 EASE_L2 = 250.0
@@ -47,17 +56,37 @@ def run_seed(seed: int) -> dict:
         PreparedData(p.splits, p.users, p.items, Vocabularies.from_lists(p.vocabularies)),
         cfg.train,
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        fitted = fit_retrieval(data, cfg.train, seed, Path(tmp), plan_devices("cpu"))
+    plan = plan_devices("cpu")
+    tmp = Path(tempfile.mkdtemp())
+    fitted = fit_retrieval(data, cfg.train, seed, tmp / "ckpt", plan)
     tower = fitted.model.user_tower
 
     def encode(inputs: dict) -> np.ndarray:
         return tower(inputs, training=False).numpy()
 
-    val = build_period(data, ["train"], ["val"], encode, fitted.item_embeddings, EASE_L2,
-                       PER_SOURCE)  # fmt: skip
-    test = build_period(data, ["train", "val"], ["test"], encode, fitted.item_embeddings,
-                        EASE_L2, PER_SOURCE)  # fmt: skip
+    # the ranking and tag models, saved where the stacking features load them from
+    prep = PreparedData(p.splits, p.users, p.items, Vocabularies.from_lists(p.vocabularies))
+    rcfg = movielens_config({"seed": seed, "train": {"ranking": {"hard_negatives": 0}}})
+    heads, sets = build_examples(rcfg, data, prep, None, np.random.default_rng(seed))
+    sizes = tower_sizes(data, cfg.train.retrieval.embedding_dim)
+    ranking = fit_ranking(data, sizes, heads, sets["train"], sets["val"], rcfg.train.ranking,
+                          seed, tmp / "backup", plan)  # fmt: skip
+    train_ranking.save(ranking.model, heads, sizes, rcfg, {}, tmp / "models" / "ranking")
+    tf.train.Checkpoint(user_tower=tower).write(str(tmp / "towers"))
+    frozen = load_frozen_user_tower(sizes, tmp / "towers", cfg.train.history_len)
+    tags, tag_categories, _ = train_tags.run(cfg, data, frozen)
+    train_tags.save(tags, tag_categories, data, cfg, dataclasses.asdict(sizes),
+                    tmp / "models" / "tags")  # fmt: skip
+
+    def period(seen: list[str], held: list[str]):
+        features = sub_model_features(tmp / "models", data, encode, cfg.train.tags,
+                                      usual_hour(data, seen))  # fmt: skip
+        return build_period(data, seen, held, encode, fitted.item_embeddings, EASE_L2,
+                            PER_SOURCE, model_features=features)  # fmt: skip
+
+    val = period(["train"], ["val"])
+    test = period(["train", "val"], ["test"])
+    shutil.rmtree(tmp, ignore_errors=True)
     ct, rel = test.candidates, test.relevant
     rankings = {f"source:{n}": source_ranking(ct, n, 10) for n in ct.scores}
     weights = methods.fit_weights(val.candidates, val.relevant, 10)

@@ -13,3 +13,7 @@ PREPARED_DIR = Path("data/prepared")  # prepare -> splits, cleaned tables, vocab
 REPORTS_DIR = Path("reports")  # human-readable reports and DVC metrics
 MODELS_DIR = Path("models")  # trained sub-models (DVC outputs)
 CHECKPOINTS_DIR = Path(".recfusion/checkpoints")  # per-epoch training state, for resuming
+RETRIEVAL_DIR = MODELS_DIR / "retrieval"  # train_retrieval -> towers, embeddings, index
+RANKING_DIR = MODELS_DIR / "ranking"  # train_ranking -> ranking model
+TAGS_DIR = MODELS_DIR / "tags"  # train_tags -> tag head
+FUSION_DIR = MODELS_DIR / "fusion"  # fuse -> weights and stacker

@@ -61,8 +61,14 @@ def build_period(
     ease_l2: float,
     per_source: int,
     names: Sequence[str] = SOURCES,
+    model_features: Callable[[History], Sequence[Callable[[CandidateSet], dict]]] | None = None,
 ) -> Period:
-    """Sources fitted on `seen_splits`, candidates for users with positives in `held_splits`."""
+    """Sources fitted on `seen_splits`, candidates for users with positives in `held_splits`.
+
+    Args:
+        model_features: given the period's history, functions adding [U, C] stacking features
+            from other sub-models (see model_features.py).
+    """
     history = build_history(data, list(seen_splits))
     counts = np.asarray(history.matrix.sum(axis=0)).ravel()
     make = {
@@ -84,4 +90,6 @@ def build_period(
                         per_source)  # fmt: skip
     extra = context_features(candidates, counts, item_days_since_last(data, seen_splits),
                              np.asarray(history.matrix.sum(axis=1)).ravel())  # fmt: skip
+    for add in model_features(history) if model_features else []:
+        extra.update(add(candidates))
     return Period(history, sources, candidates, [held[int(r)] for r in rows], extra)

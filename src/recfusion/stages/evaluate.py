@@ -37,7 +37,7 @@ from recfusion.evaluation.slices import age_band, slice_ndcg
 from recfusion.fusion.fused import FittedFusion, rank_all, reasons
 from recfusion.fusion.period import Period
 from recfusion.models.dataset import ModelData, PreparedData, build_model_data, read_prepared
-from recfusion.paths import MODELS_DIR, PREPARED_DIR, REPORTS_DIR
+from recfusion.paths import FUSION_DIR, PREPARED_DIR, REPORTS_DIR
 from recfusion.stages.entry import guarded, stage_config
 from recfusion.stages.fuse import load_retrieval, period
 
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     data = build_model_data(prepared, cfg.train)
     _, item_embeddings = load_retrieval(data)
     test = period(cfg, data, ["train", "val"], ["test"])
-    fitted = FittedFusion.load(MODELS_DIR / "fusion")
+    fitted = FittedFusion.load(FUSION_DIR)
     result = evaluate_all(cfg, prepared, data, test, fitted, item_embeddings)
     ranking_path = REPORTS_DIR / "ranking.json"
     ranking = read_json(ranking_path) if ranking_path.is_file() else None

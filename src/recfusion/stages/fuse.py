@@ -1,6 +1,6 @@
 """Stage `fuse`: fit the fusion of the candidate sources on the validation period.
 
-Reads data/prepared/ and models/retrieval/; builds every source's candidates for the
+Reads data/prepared/ and models/retrieval, ranking and tags; builds every source's candidates for the
 validation users (sources see the train split only), fits the weighted fusion's weights by
 coordinate ascent on NDCG@10 and the LightGBM lambdarank stacker (a fifth of the users held out
 for early stopping). Writes models/fusion/ (weights.json, stacker.txt, settings.json) and
@@ -25,15 +25,16 @@ from recfusion.evaluation.metrics import ranking_metrics
 from recfusion.fusion import methods
 from recfusion.fusion.candidates import source_ranking
 from recfusion.fusion.fused import fit_fusion
+from recfusion.fusion.model_features import sub_model_features
 from recfusion.fusion.period import Period, build_period
 from recfusion.models.dataset import ModelData, build_model_data, read_prepared
 from recfusion.models.export import load_user_encoder
-from recfusion.paths import MODELS_DIR, PREPARED_DIR, REPORTS_DIR
+from recfusion.paths import FUSION_DIR, MODELS_DIR, PREPARED_DIR, REPORTS_DIR, RETRIEVAL_DIR
 from recfusion.stages.entry import guarded, stage_config
 
 log = logging.getLogger(__name__)
-OUT = MODELS_DIR / "fusion"
-RETRIEVAL = MODELS_DIR / "retrieval"
+OUT = FUSION_DIR
+RETRIEVAL = RETRIEVAL_DIR
 
 
 def load_retrieval(data: ModelData) -> tuple[Callable[[dict], np.ndarray], np.ndarray]:
@@ -46,10 +47,21 @@ def load_retrieval(data: ModelData) -> tuple[Callable[[dict], np.ndarray], np.nd
     return encode, items
 
 
+def usual_hour(data: ModelData, splits: list[str]) -> int:
+    """The most common hour of the positives in `splits` (the ranking model's context input)."""
+    hours = data.pairs_of(splits)["timestamp"].dt.hour
+    return int(hours.mode().iloc[0]) if len(hours) else 12
+
+
 def period(cfg: Config, data: ModelData, seen: list[str], held: list[str]) -> Period:
+    """The period's candidates with stacking features from the ranking and tag models."""
     encode, items = load_retrieval(data)
     fc = cfg.fusion
-    return build_period(data, seen, held, encode, items, fc.ease_l2, fc.per_source, fc.sources)
+    hour = usual_hour(data, seen)
+
+    features = sub_model_features(MODELS_DIR, data, encode, cfg.train.tags, hour)
+    return build_period(data, seen, held, encode, items, fc.ease_l2, fc.per_source, fc.sources,
+                        features)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,13 +37,20 @@ from recfusion.models.ranking_data import (
 )
 from recfusion.models.retrieval import tower_sizes
 from recfusion.models.tf_setup import tf
-from recfusion.paths import CHECKPOINTS_DIR, MODELS_DIR, PREPARED_DIR, REPORTS_DIR
+from recfusion.models.towers import TowerSizes
+from recfusion.paths import (
+    CHECKPOINTS_DIR,
+    PREPARED_DIR,
+    RANKING_DIR,
+    REPORTS_DIR,
+    RETRIEVAL_DIR,
+)
 from recfusion.stages.entry import guarded, stage_config
 from recfusion.stages.train_retrieval import fingerprint
 
 log = logging.getLogger(__name__)
-OUT = MODELS_DIR / "ranking"
-RETRIEVAL = MODELS_DIR / "retrieval"
+OUT = RANKING_DIR
+RETRIEVAL = RETRIEVAL_DIR
 
 
 def retrieval_top_k(retrieval_dir: Path, data: ModelData, rows: np.ndarray, k: int,
@@ -110,6 +117,19 @@ def build_examples(cfg: Config, data: ModelData, prepared, hard, rng):
     return heads, sets
 
 
+def save(model: RankingModel, heads: tuple[str, ...], sizes: TowerSizes, cfg: Config,
+         report: dict, out: Path = OUT) -> None:  # fmt: skip
+    """models/ranking: weights and meta.json (what load_ranking_model needs)."""
+    if out.exists():
+        shutil.rmtree(out)
+    tf.train.Checkpoint(model=model).write(str(out / "weights" / "ranking"))
+    write_json({"heads": list(heads), "sizes": dataclasses.asdict(sizes),
+                "ranking": dataclasses.asdict(cfg.train.ranking),
+                "history_len": cfg.train.history_len,
+                "thresholds": {h: r.get("threshold") for h, r in report.items()}},
+               out / "meta.json")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = stage_config(__doc__, argv)
     rc = cfg.train.ranking
@@ -129,13 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     fitted = fit_ranking(data, sizes, heads, sets["train"], sets["val"], rc, cfg.seed, backup,
                          plan)  # fmt: skip
     report = head_reports(fitted.model, heads, sets["val"], sets["test"], data)
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    tf.train.Checkpoint(model=fitted.model).write(str(OUT / "weights" / "ranking"))
-    write_json({"heads": list(heads), "sizes": dataclasses.asdict(sizes),
-                "ranking": dataclasses.asdict(rc), "history_len": cfg.train.history_len,
-                "thresholds": {h: r.get("threshold") for h, r in report.items()}},
-               OUT / "meta.json")  # fmt: skip
+    save(fitted.model, heads, sizes, cfg, report)
     write_json({"heads": report, "train_seconds": round(fitted.seconds, 1),
                 "examples": {s: len(e[0]) for s, e in sets.items()},
                 "hard_negatives": bool(hard), "devices": plan.describe(),

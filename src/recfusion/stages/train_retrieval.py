@@ -37,11 +37,11 @@ from recfusion.models.export import (
 )
 from recfusion.models.retrieval import FittedRetrieval, fit_retrieval, holdout_report, tower_sizes
 from recfusion.models.tf_setup import tf
-from recfusion.paths import CHECKPOINTS_DIR, MODELS_DIR, PREPARED_DIR, REPORTS_DIR
+from recfusion.paths import CHECKPOINTS_DIR, PREPARED_DIR, REPORTS_DIR, RETRIEVAL_DIR
 from recfusion.stages.entry import guarded, stage_config
 
 log = logging.getLogger(__name__)
-OUT = MODELS_DIR / "retrieval"
+OUT = RETRIEVAL_DIR
 KS = (10, 50)
 
 

@@ -14,15 +14,18 @@ import dataclasses
 import logging
 import shutil
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from recfusion.config import Config
 from recfusion.data.io import read_json, write_json
 from recfusion.evaluation.classification import multilabel_report
-from recfusion.models.dataset import build_model_data, read_prepared
+from recfusion.models.dataset import ModelData, build_model_data, read_prepared
 from recfusion.models.retrieval import tower_sizes
 from recfusion.models.tags import (
+    FittedTags,
     decide_tags,
     fit_tag_head,
     item_tags,
@@ -31,24 +34,19 @@ from recfusion.models.tags import (
     user_embeddings,
 )
 from recfusion.models.tf_setup import tf
-from recfusion.models.towers import TowerSizes
-from recfusion.paths import MODELS_DIR, PREPARED_DIR, REPORTS_DIR
+from recfusion.models.towers import TowerSizes, UserTower
+from recfusion.paths import PREPARED_DIR, REPORTS_DIR, RETRIEVAL_DIR, TAGS_DIR
 from recfusion.stages.entry import guarded, stage_config
 
 log = logging.getLogger(__name__)
-OUT = MODELS_DIR / "tags"
-RETRIEVAL = MODELS_DIR / "retrieval"
+OUT = TAGS_DIR
+RETRIEVAL = RETRIEVAL_DIR
 
 
-def main(argv: list[str] | None = None) -> int:
-    cfg = stage_config(__doc__, argv)
+def run(cfg: Config, data: ModelData, tower: UserTower) -> tuple[FittedTags, np.ndarray, dict]:
+    """Fits the tag head on the frozen `tower`; returns it, the category of each tag, and the
+    test report."""
     tc = cfg.train.tags
-    data = build_model_data(read_prepared(PREPARED_DIR), cfg.train)
-    meta = read_json(RETRIEVAL / "meta.json")
-    sizes = TowerSizes(**meta["sizes"])
-    if sizes != tower_sizes(data, sizes.dim):
-        raise ValueError("models/retrieval was trained on other data; run train_retrieval first")
-    tower = load_frozen_user_tower(sizes, RETRIEVAL / "weights" / "towers", meta["history_len"])
     tag_of_item, tag_categories = item_tags(data, tc.level)
     n_tags = len(tag_categories)
 
@@ -89,16 +87,35 @@ def main(argv: list[str] | None = None) -> int:
         "train_users": len(rows),
         "train_seconds": round(fitted.seconds, 1),
     }  # fmt: skip
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    tf.train.Checkpoint(head=fitted.head).write(str(OUT / "weights" / "head"))
+    return fitted, tag_categories, report
+
+
+def save(fitted: FittedTags, tag_categories: np.ndarray, data: ModelData, cfg: Config,
+         tower_sizes_json: dict, out: Path = OUT) -> None:  # fmt: skip
+    """models/tags: head weights, tags.txt and meta.json."""
+    tc = cfg.train.tags
+    if out.exists():
+        shutil.rmtree(out)
+    tf.train.Checkpoint(head=fitted.head).write(str(out / "weights" / "head"))
     vocab = data.vocab.category.values
-    (OUT / "tags.txt").write_text(
+    (out / "tags.txt").write_text(
         "".join(f"{vocab[c - 1] if c > 0 else 'unknown'}\n" for c in tag_categories)
     )
     write_json({"level": tc.level, "min_share": tc.min_share, "threshold": fitted.threshold,
-                "tower_sizes": meta["sizes"], "tags": dataclasses.asdict(tc)},
-               OUT / "meta.json")  # fmt: skip
+                "tower_sizes": tower_sizes_json, "tags": dataclasses.asdict(tc)},
+               out / "meta.json")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = stage_config(__doc__, argv)
+    data = build_model_data(read_prepared(PREPARED_DIR), cfg.train)
+    meta = read_json(RETRIEVAL / "meta.json")
+    sizes = TowerSizes(**meta["sizes"])
+    if sizes != tower_sizes(data, sizes.dim):
+        raise ValueError("models/retrieval was trained on other data; run train_retrieval first")
+    tower = load_frozen_user_tower(sizes, RETRIEVAL / "weights" / "towers", meta["history_len"])
+    fitted, tag_categories, report = run(cfg, data, tower)
+    save(fitted, tag_categories, data, cfg, meta["sizes"])
     write_json(report, REPORTS_DIR / "tags.json")
     log.info("train_tags: test micro-F1 %.3f (past top categories %.3f); demographics-only "
              "%.3f (global top %.3f)", report["all"]["model"]["micro_f1"],
