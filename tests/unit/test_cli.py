@@ -14,10 +14,21 @@ def test_config_prints_typed_config(capsys) -> None:
     assert out["ingest"]["source"] == "synthetic"
 
 
-def test_stages_lists_pipeline_in_order(capsys) -> None:
+def test_stages_lists_dvc_yaml_in_order(capsys, monkeypatch) -> None:
+    import importlib
+
+    monkeypatch.chdir(PARAMS.parent)
     assert cli.main(["stages"]) == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert names == list(cli.STAGES)
+    assert names == cli.pipeline_stages() and names[0] == "ingest" and "evaluate" in names
+    for name in names:  # every dvc.yaml stage has its module with a main()
+        assert callable(importlib.import_module(f"recfusion.stages.{name}").main)
+
+
+def test_unknown_stage_is_a_clear_error(caplog, monkeypatch) -> None:
+    monkeypatch.chdir(PARAMS.parent)
+    assert cli.main(["stage", "deploy_to_mars"]) == 2
+    assert "unknown stage 'deploy_to_mars'" in caplog.text
 
 
 def test_bad_params_give_exit_2_and_message(tmp_path, caplog) -> None:
