@@ -16,12 +16,13 @@ STYLE = (
 )
 
 
-def _e(x: object) -> str:
+def escape(x: object) -> str:
+    """HTML-escaped text of `x`."""
     return html.escape(str(x))
 
 
 def _fmt(v: object) -> str:
-    return f"{v:.4f}" if isinstance(v, float) else _e(v)
+    return f"{v:.4f}" if isinstance(v, float) else escape(v)
 
 
 def table(rows: dict[str, dict[str, Any]], columns: list[str], best_higher: bool = True) -> str:
@@ -31,14 +32,14 @@ def table(rows: dict[str, dict[str, Any]], columns: list[str], best_higher: bool
         values: list[float] = [v for r in rows.values() if isinstance(v := r.get(c), float)]
         if values:
             best[c] = max(values) if best_higher else min(values)
-    out = ["<table><tr><th></th>" + "".join(f"<th>{_e(c)}</th>" for c in columns) + "</tr>"]
+    out = ["<table><tr><th></th>" + "".join(f"<th>{escape(c)}</th>" for c in columns) + "</tr>"]
     for name, r in rows.items():
         cells = []
         for c in columns:
             v = r.get(c, "")
             cls = " class='best'" if c in best and v == best[c] else ""
             cells.append(f"<td{cls}>{_fmt(v)}</td>")
-        out.append(f"<tr><td>{_e(name)}</td>{''.join(cells)}</tr>")
+        out.append(f"<tr><td>{escape(name)}</td>{''.join(cells)}</tr>")
     return "\n".join(out) + "</table>"
 
 
@@ -76,11 +77,11 @@ def line_chart(series: dict[str, list[tuple[float, float]]], x_label: str, y_lab
         ly = pad + 14 * i
         out.append(f"<rect x='{width - right + 10}' y='{ly - 8}' width='10' height='10' "
                    f"fill='{color}'/><text x='{width - right + 24}' y='{ly + 1}' "
-                   f"font-size='11'>{_e(name)}</text>")  # fmt: skip
+                   f"font-size='11'>{escape(name)}</text>")  # fmt: skip
     out.append(f"<text x='{(width - right) / 2}' y='{height - 8}' font-size='12' "
-               f"text-anchor='middle'>{_e(x_label)}</text>")  # fmt: skip
+               f"text-anchor='middle'>{escape(x_label)}</text>")  # fmt: skip
     out.append(f"<text x='12' y='{height / 2}' font-size='12' transform='rotate(-90 12 "
-               f"{height / 2})' text-anchor='middle'>{_e(y_label)}</text></svg>")  # fmt: skip
+               f"{height / 2})' text-anchor='middle'>{escape(y_label)}</text></svg>")  # fmt: skip
     return "".join(out)
 
 
@@ -96,14 +97,14 @@ def bar_chart(values: dict[str, float], width: int = 640, bar: int = 18) -> str:
         y = 5 + i * bar
         w = (width - label_w - 60) * (v / top if v == v else 0)
         out.append(f"<text x='{label_w - 6}' y='{y + bar - 6}' font-size='11' "
-                   f"text-anchor='end'>{_e(name)}</text><rect x='{label_w}' y='{y + 2}' "
+                   f"text-anchor='end'>{escape(name)}</text><rect x='{label_w}' y='{y + 2}' "
                    f"width='{w:.1f}' height='{bar - 4}' fill='{COLORS[0]}'/><text "
                    f"x='{label_w + w + 4:.1f}' y='{y + bar - 6}' font-size='11'>{_fmt(v)}</text>")  # fmt: skip
     return "".join(out) + "</svg>"
 
 
 def page(title: str, sections: list[tuple[str, str]], note: str) -> str:
-    body = "".join(f"<h2>{_e(h)}</h2>{content}" for h, content in sections)
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_e(title)}</title>"
-            f"<style>{STYLE}</style></head><body><h1>{_e(title)}</h1><p class='note'>{note}</p>"
+    body = "".join(f"<h2>{escape(h)}</h2>{content}" for h, content in sections)
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1><p class='note'>{note}</p>"
             f"{body}</body></html>\n")  # fmt: skip

@@ -121,9 +121,11 @@ def clean_items(items: pd.DataFrame, policy: MissingConfig, ledger: Ledger) -> p
         if policy.numeric == "drop":
             df = drop_rows(df, missing, "missing_price", t)
         else:
-            by_cat = df.groupby("category")["price"].transform("median")
-            global_median = df["price"].median()
-            fill = by_cat.fillna(global_median if pd.notna(global_median) else 0.0)
+            if df["price"].notna().any():
+                by_cat = df.groupby("category")["price"].transform("median")
+                fill = by_cat.fillna(df["price"].median())
+            else:  # a source without prices (MovieLens): 0 everywhere, counted as filled
+                fill = pd.Series(0.0, index=df.index)
             t.filled["price"] += int(missing.sum())
             df = df.assign(price=df["price"].fillna(fill))
     t.rows_out = len(df)

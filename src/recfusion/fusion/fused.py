@@ -18,8 +18,6 @@ from recfusion.fusion.period import Period
 from recfusion.fusion.stacking import fit_stacker, stack_scores
 from recfusion.models.dataset import ModelData
 
-METHODS = ("weighted", "rrf", "borda", "stacking", "cascade")
-
 
 @dataclass
 class FittedFusion:

@@ -155,9 +155,9 @@ def write_html(result: dict, ranking: dict | None, ks: list[int], path: Path) ->
     boot = {n: {"mean diff": b["mean_diff"], "95% low": b["ci_low"], "95% high": b["ci_high"]}
             for n, b in result["bootstrap_vs_best_source"].items()}  # fmt: skip
     examples = "".join(
-        f"<h3>user {html._e(ex['user_id'])}</h3><ol>" + "".join(
-            f"<li>{html._e(r['title'] or r['item_id'])} <span class='note'>({html._e(r['source'])}"
-            f": {html._e(r['reason'])})</span></li>" for r in ex["recommendations"]) + "</ol>"
+        f"<h3>user {html.escape(ex['user_id'])}</h3><ol>" + "".join(
+            f"<li>{html.escape(r['title'] or r['item_id'])} <span class='note'>({html.escape(r['source'])}"
+            f": {html.escape(r['reason'])})</span></li>" for r in ex["recommendations"]) + "</ol>"
         for ex in result["examples"])  # fmt: skip
     sections = [
         ("Ranking quality at 10", html.table({n: m[n] for n in m}, cols)),
