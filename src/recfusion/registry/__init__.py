@@ -1,0 +1,1 @@
+"""Model registry: the promotion gate (a pure decision), MLflow alias moves, lineage."""

@@ -1,0 +1,107 @@
+"""The promotion gate: a pure decision from the candidate's metrics, the champion's metrics
+re-computed on the same test data, a policy, and the infrastructure check.
+
+No MLflow here: the registry code carries the decision out (aliases, tags, the gate report).
+The first model ever has no champion, so only the floors and the infrastructure check apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    floors: Mapping[str, float]  # metric -> lowest acceptable value
+    max_drop: Mapping[str, float]  # metric -> largest allowed drop against the champion
+    max_slice_drop: float  # largest allowed drop of any slice's metric against the champion
+    require_significant_gain: bool  # the bootstrap interval of the gain must lie above zero
+    latency_budget_ms: float  # slowest acceptable answer to the sample request
+
+
+@dataclass(frozen=True)
+class Infra:
+    loads: bool  # the packaged model loaded in a fresh process
+    answers: bool  # it answered the sample request with well-formed rows
+    latency_ms: float  # how long that answer took
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    passed: bool
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why it failed (empty when it passed)."""
+        return [f"{c.name}: {c.detail}" for c in self.checks if not c.passed]
+
+
+def decide(
+    candidate: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    policy: GatePolicy,
+    infra: Infra,
+    candidate_slices: Mapping[str, float] | None = None,
+    champion_slices: Mapping[str, float] | None = None,
+    gain_interval: tuple[float, float] | None = None,
+) -> Decision:
+    """Applies every rule of `policy`; the candidate passes only if every check passes.
+
+    Args:
+        candidate: the candidate's overall metrics, e.g. {"ndcg@10": 0.11}.
+        champion: the production model's metrics on the same test data, or None for the first.
+        policy: the thresholds.
+        infra: the fresh-process load / answer / latency check.
+        candidate_slices, champion_slices: slice name -> metric (cold-start, long-tail, groups).
+        gain_interval: bootstrap interval of candidate - champion on the primary metric.
+
+    Raises:
+        ValueError: a floor or drop names a metric the candidate does not report.
+    """
+    checks: list[Check] = []
+    for metric, floor in policy.floors.items():
+        value = _get(candidate, metric, "candidate")
+        checks.append(Check(f"floor {metric}", value >= floor, f"{value:.4f} vs floor {floor:.4f}"))
+    if champion is not None:
+        for metric, allowed in policy.max_drop.items():
+            new, old = _get(candidate, metric, "candidate"), _get(champion, metric, "champion")
+            drop = old - new
+            checks.append(Check(f"drop {metric}", drop <= allowed,
+                                f"{new:.4f} vs champion {old:.4f} (drop {drop:+.4f}, "
+                                f"allowed {allowed:.4f})"))  # fmt: skip
+        for name, old in (champion_slices or {}).items():
+            if candidate_slices is None or name not in candidate_slices:
+                checks.append(Check(f"slice {name}", False, "missing from the candidate's report"))
+                continue
+            drop = old - candidate_slices[name]
+            checks.append(Check(f"slice {name}", drop <= policy.max_slice_drop,
+                                f"{candidate_slices[name]:.4f} vs champion {old:.4f} (drop "
+                                f"{drop:+.4f}, allowed {policy.max_slice_drop:.4f})"))  # fmt: skip
+        if policy.require_significant_gain:
+            ok = gain_interval is not None and gain_interval[0] > 0
+            detail = ("no bootstrap interval given" if gain_interval is None else
+                      f"interval [{gain_interval[0]:+.4f}, {gain_interval[1]:+.4f}]")  # fmt: skip
+            checks.append(Check("significant gain", ok, detail))
+    checks.append(Check("loads in a fresh process", infra.loads, infra.error or "ok"))
+    checks.append(Check("answers a sample request", infra.answers, infra.error or "ok"))
+    checks.append(Check("latency", infra.answers and infra.latency_ms <= policy.latency_budget_ms,
+                        f"{infra.latency_ms:.1f} ms vs budget {policy.latency_budget_ms:.1f} ms"))  # fmt: skip
+    return Decision(all(c.passed for c in checks), checks)
+
+
+def _get(metrics: Mapping[str, float], name: str, whose: str) -> float:
+    if name not in metrics:
+        raise ValueError(
+            f"the {whose} metrics have no '{name}' (have: {', '.join(sorted(metrics))})"
+        )
+    return float(metrics[name])
