@@ -23,13 +23,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import movielens_config, prepared_movielens, write_result  # noqa: E402
-from recfusion.config import StackingConfig  # noqa: E402
 from recfusion.evaluation.metrics import ndcg_per_user, paired_bootstrap, ranking_metrics  # noqa: E402
 from recfusion.fusion import methods  # noqa: E402
 from recfusion.fusion.candidates import source_ranking  # noqa: E402
+from recfusion.fusion.fused import fit_fusion  # noqa: E402
 from recfusion.fusion.model_features import sub_model_features  # noqa: E402
 from recfusion.fusion.period import build_period  # noqa: E402
-from recfusion.fusion.stacking import fit_stacker, stack_scores  # noqa: E402
 from recfusion.logs import setup_logging  # noqa: E402
 from recfusion.models.dataset import PreparedData, build_model_data  # noqa: E402
 from recfusion.models.devices import plan_devices  # noqa: E402
@@ -45,8 +44,6 @@ from recfusion.stages.train_ranking import build_examples  # noqa: E402
 SEEDS = [42, 43, 44]
 EASE_L2 = 250.0
 PER_SOURCE = 100
-STACKING = StackingConfig(num_leaves=7, learning_rate=0.05, n_estimators=400,
-                          min_child_samples=500, early_stopping_rounds=100)  # fmt: skip
 
 
 def run_seed(seed: int) -> dict:
@@ -89,13 +86,13 @@ def run_seed(seed: int) -> dict:
     shutil.rmtree(tmp, ignore_errors=True)
     ct, rel = test.candidates, test.relevant
     rankings = {f"source:{n}": source_ranking(ct, n, 10) for n in ct.scores}
-    weights = methods.fit_weights(val.candidates, val.relevant, 10)
-    stacker = fit_stacker(val.candidates, val.extra, val.relevant, STACKING, seed)
+    fusion = fit_fusion(val, cfg.fusion, seed)
+    weights = fusion.weights
     fused = {
         "rrf": methods.rrf(ct),
         "borda": methods.borda(ct),
         "weighted": methods.weighted(ct, weights),
-        "stacking": stack_scores(stacker, ct, test.extra),
+        "stacking": fusion.stack(test),
     }
     rankings.update({f"fusion:{n}": ct.top(s, 10) for n, s in fused.items()})
     metrics = {n: ranking_metrics(r, rel, [10]) for n, r in rankings.items()}
@@ -123,7 +120,7 @@ def main() -> None:
         "summary": summary,
         "runs": runs,
         "settings": {"ease_l2": EASE_L2, "per_source": PER_SOURCE,
-                     "stacking": STACKING.__dict__},
+                     "stacking": dataclasses.asdict(movielens_config().fusion.stacking)},
         "targets": {"fused_ndcg@10": 0.36, "ease_measured_by_issue": 0.348},
     }  # fmt: skip
     path = write_result("fusion_movielens", result)

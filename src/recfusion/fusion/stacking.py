@@ -93,16 +93,11 @@ def fit_stacker(cands: CandidateSet, extra: dict[str, np.ndarray], relevant: Seq
     return model
 
 
-def stack_scores(model: lgb.LGBMRanker | lgb.Booster, cands: CandidateSet,
-                 extra: dict[str, np.ndarray]) -> np.ndarray:  # fmt: skip
+def stack_scores(model: lgb.Booster, cands: CandidateSet, extra: dict[str, np.ndarray]
+                 ) -> np.ndarray:  # fmt: skip
     """[U, C] stacker scores (empty slots get -inf)."""
     x, names = feature_matrix(cands, extra)
-    frame = pd.DataFrame(x, columns=names)
-    if isinstance(model, lgb.LGBMRanker):
-        raw = model.predict(frame, num_iteration=model.best_iteration_)
-    else:
-        raw = model.predict(frame)
-    scores = np.asarray(raw).reshape(cands.items.shape)
+    scores = np.asarray(model.predict(pd.DataFrame(x, columns=names))).reshape(cands.items.shape)
     return np.where(cands.valid, scores, -np.inf)
 
 

@@ -53,9 +53,14 @@ def usual_hour(data: ModelData, splits: list[str]) -> int:
     return int(hours.mode().iloc[0]) if len(hours) else 12
 
 
-def period(cfg: Config, data: ModelData, seen: list[str], held: list[str]) -> Period:
-    """The period's candidates with stacking features from the ranking and tag models."""
-    encode, items = load_retrieval(data)
+def period(cfg: Config, data: ModelData, seen: list[str], held: list[str],
+           retrieval: tuple[Callable[[dict], np.ndarray], np.ndarray]) -> Period:  # fmt: skip
+    """The period's candidates with stacking features from the ranking and tag models.
+
+    Args:
+        retrieval: the user encoder and item embeddings from `load_retrieval`.
+    """
+    encode, items = retrieval
     fc = cfg.fusion
     hour = usual_hour(data, seen)
 
@@ -67,7 +72,7 @@ def period(cfg: Config, data: ModelData, seen: list[str], held: list[str]) -> Pe
 def main(argv: list[str] | None = None) -> int:
     cfg = stage_config(__doc__, argv)
     data = build_model_data(read_prepared(PREPARED_DIR), cfg.train)
-    val = period(cfg, data, ["train"], ["val"])
+    val = period(cfg, data, ["train"], ["val"], load_retrieval(data))
     log.info("fuse: %d validation users, up to %d candidates each", len(val.candidates.rows),
              val.candidates.items.shape[1])  # fmt: skip
     fitted = fit_fusion(val, cfg.fusion, cfg.seed)

@@ -11,7 +11,6 @@ million-entry id sets out of the suite and out of the Data Docs.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recfusion.data.io import DataFileError
+from recfusion.data.io import DataFileError, read_json
 from recfusion.paths import SUITES_DIR
 
 RAW_SUITES = ("users", "items", "events", "queries")  # validated in this order
@@ -44,12 +43,7 @@ def load_suite(name: str, suites_dir: Path = SUITES_DIR) -> Suite:
             `meta.level`.
     """
     path = suites_dir / f"{name}.json"
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise DataFileError(f"{path}: expectation suite not found") from e
-    except json.JSONDecodeError as e:
-        raise DataFileError(f"{path}: not valid JSON ({e})") from e
+    raw = read_json(path)
     expectations = raw.get("expectations")
     if raw.get("name") != name or not isinstance(expectations, list):
         raise DataFileError(f'{path}: needs "name": "{name}" and a list of expectations')
