@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import movielens_config, prepared_movielens, write_result  # noqa: E402
 from recfusion.evaluation.metrics import ndcg_per_user, paired_bootstrap, ranking_metrics  # noqa: E402
 from recfusion.fusion import methods  # noqa: E402
+from recfusion.fusion.assemble import usual_hour  # noqa: E402
 from recfusion.fusion.candidates import source_ranking  # noqa: E402
 from recfusion.fusion.fused import fit_fusion  # noqa: E402
 from recfusion.fusion.model_features import sub_model_features  # noqa: E402
@@ -38,7 +39,6 @@ from recfusion.models.retrieval import fit_retrieval, tower_sizes  # noqa: E402
 from recfusion.models.tags import load_frozen_user_tower  # noqa: E402
 from recfusion.models.tf_setup import tf  # noqa: E402
 from recfusion.stages import train_ranking, train_tags  # noqa: E402
-from recfusion.stages.fuse import usual_hour  # noqa: E402
 from recfusion.stages.train_ranking import build_examples  # noqa: E402
 
 SEEDS = [42, 43, 44]

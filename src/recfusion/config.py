@@ -200,6 +200,32 @@ class EvaluateConfig:
 
 # --------------------------------------------------------------------------- root
 @dataclass(frozen=True)
+class GateConfig:
+    metric: str  # primary metric: its slices and bootstrap gain are checked
+    floors: dict[str, float]  # metric -> lowest acceptable value of the candidate
+    max_drop: dict[str, float]  # metric -> largest allowed drop against production
+    max_slice_drop: float  # largest allowed drop of the primary metric in any slice
+    require_significant_gain: bool  # the paired-bootstrap interval of the gain must be above 0
+    bootstrap_samples: int  # resamples of that bootstrap
+    latency_budget_ms: float  # slowest acceptable p95 answer to one sample request
+    sample_requests: int  # single-user requests timed in the fresh-process check
+    auto_promote: Literal["staging", "production"]  # where a passing candidate goes
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    tracking_uri: str  # MLflow tracking store (sqlite:///file.db, or a server's http:// URI)
+    experiment: str  # MLflow experiment of the pipeline runs
+    model_name: str  # registered model name
+    gate: GateConfig
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    max_k: int  # most recommendations one request may ask for
+
+
+@dataclass(frozen=True)
 class Config:
     seed: int  # the one seed every stage derives its randomness from
     ingest: IngestConfig
@@ -208,6 +234,8 @@ class Config:
     train: TrainConfig
     fusion: FusionConfig
     evaluate: EvaluateConfig
+    registry: RegistryConfig
+    serving: ServingConfig
 
 
 def load_config(

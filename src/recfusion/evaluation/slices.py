@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from recfusion.evaluation.metrics import ndcg_per_user
+from recfusion.models.dataset import ModelData, PreparedData
 
 MIN_GROUP_USERS = 20  # smaller groups are reported but left out of the gap (too noisy)
 
@@ -54,3 +55,16 @@ def slice_ndcg(
         "users": int(has.sum()),
     }  # fmt: skip
     return out
+
+
+def user_groups(prepared: PreparedData, data: ModelData, rows: np.ndarray) -> dict:
+    """Attribute -> group -> [U] mask over user `rows`: cold start, gender, age band."""
+    users = prepared.users.set_index("user_id").reindex(data.users.user_ids[rows])
+    cold = data.users.id_idx[rows] == 0
+    gender = users["gender"].fillna("unknown").astype(str).to_numpy()
+    band = np.array([age_band(a) for a in users["age"].astype("float64")])
+    return {
+        "cold_start": {"cold": cold, "warm": ~cold},
+        "gender": {g: gender == g for g in sorted(set(gender))},
+        "age_band": {b: band == b for b in sorted(set(band))},
+    }

@@ -48,6 +48,38 @@ def fit_fusion(val: Period, cfg: FusionConfig, seed: int) -> FittedFusion:
     return FittedFusion(methods.fit_weights(val.candidates, val.relevant, 10), booster)
 
 
+METHODS = ("weighted", "rrf", "borda", "stacking", "cascade")
+
+
+def rank_method(method: str, period: Period, fitted: FittedFusion, cfg: FusionConfig,
+                data: ModelData, item_embeddings: np.ndarray, purchased: list[np.ndarray], k: int,
+                stacked: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """[U, k] top-k lists of one fusion method.
+
+    Args:
+        purchased: per candidate user, items the cascade's rules never recommend again.
+        stacked: the stacker's scores of the period, when already computed.
+
+    Raises:
+        ValueError: an unknown method.
+    """
+    c = period.candidates
+    if method == "weighted":
+        return c.top(methods.weighted(c, fitted.weights), k)
+    if method == "rrf":
+        return c.top(methods.rrf(c), k)
+    if method == "borda":
+        return c.top(methods.borda(c), k)
+    if method not in ("stacking", "cascade"):
+        raise ValueError(f"unknown fusion method '{method}' (methods: {', '.join(METHODS)})")
+    stacked = fitted.stack(period) if stacked is None else stacked
+    if method == "stacking":
+        return c.top(stacked, k)
+    ruled = apply_rules(c, stacked, data.catalog.in_stock, purchased)
+    return mmr_rerank(c, ruled, item_embeddings, data.catalog.brand, k, cfg.cascade.diversity,
+                      cfg.cascade.max_per_brand, max(cfg.cascade.pool, k))  # fmt: skip
+
+
 def rank_all(period: Period, fitted: FittedFusion, cfg: FusionConfig, data: ModelData,
              item_embeddings: np.ndarray, purchased: list[np.ndarray], k: int
              ) -> dict[str, np.ndarray]:  # fmt: skip
@@ -55,14 +87,9 @@ def rank_all(period: Period, fitted: FittedFusion, cfg: FusionConfig, data: Mode
     c = period.candidates
     out = {f"source:{n}": source_ranking(c, n, k) for n in c.scores}
     stacked = fitted.stack(period)
-    out["fusion:weighted"] = c.top(methods.weighted(c, fitted.weights), k)
-    out["fusion:rrf"] = c.top(methods.rrf(c), k)
-    out["fusion:borda"] = c.top(methods.borda(c), k)
-    out["fusion:stacking"] = c.top(stacked, k)
-    ruled = apply_rules(c, stacked, data.catalog.in_stock, purchased)
-    out["fusion:cascade"] = mmr_rerank(c, ruled, item_embeddings, data.catalog.brand, k,
-                                       cfg.cascade.diversity, cfg.cascade.max_per_brand,
-                                       max(cfg.cascade.pool, k))  # fmt: skip
+    for m in METHODS:
+        out[f"fusion:{m}"] = rank_method(m, period, fitted, cfg, data, item_embeddings, purchased,
+                                         k, stacked)  # fmt: skip
     return out
 
 

@@ -52,6 +52,68 @@ def item_days_since_last(data: ModelData, splits: Sequence[str]) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class FittedSources:
+    """The sources fitted on what is known before a period, ready to score any user."""
+
+    data: ModelData
+    history: History
+    sources: list[Source]
+    counts: np.ndarray  # [n_items] positives per item in the history
+    item_age_days: np.ndarray  # [n_items] days since the item was last chosen
+    features: list[Callable[[CandidateSet], dict]]  # stacking features from other sub-models
+
+    def candidates(self, rows: np.ndarray, exclude: Sequence[np.ndarray], per_source: int
+                   ) -> tuple[CandidateSet, dict[str, np.ndarray]]:  # fmt: skip
+        """Candidates of users `rows` (their `exclude` items removed) and their stacking features."""
+        cands = gather(self.sources, rows, self.history, exclude, per_source)
+        extra = context_features(cands, self.counts, self.item_age_days,
+                                 np.asarray(self.history.matrix.sum(axis=1)).ravel())  # fmt: skip
+        for add in self.features:
+            extra.update(add(cands))
+        return cands, extra
+
+    def seen(self, rows: np.ndarray) -> list[np.ndarray]:
+        """Per user row, the catalogue positions in their history (excluded from their lists)."""
+        m = self.history.matrix
+        return [m.indices[m.indptr[r] : m.indptr[r + 1]] for r in rows]
+
+
+def fit_sources(
+    data: ModelData,
+    seen_splits: Sequence[str],
+    encode: Callable[[dict], np.ndarray],
+    item_embeddings: np.ndarray,
+    ease_l2: float,
+    names: Sequence[str] = SOURCES,
+    model_features: Callable[[History], Sequence[Callable[[CandidateSet], dict]]] | None = None,
+) -> FittedSources:
+    """Every source in `names` fitted on `seen_splits`.
+
+    Args:
+        model_features: given the period's history, functions adding [U, C] stacking features
+            from other sub-models (see model_features.py).
+
+    Raises:
+        ValueError: an unknown source name.
+    """
+    history = build_history(data, list(seen_splits))
+    counts = np.asarray(history.matrix.sum(axis=0)).ravel()
+    make = {
+        "two_tower": lambda: TwoTowerSource(data, encode, item_embeddings),
+        "ease": lambda: EaseSource(data, history.matrix, ease_l2),
+        "popularity": lambda: PopularitySource(counts),
+        "category_popularity": lambda: CategoryPopularitySource(data, counts),
+        "content": lambda: ContentSource(data),
+    }
+    unknown = [n for n in names if n not in make]
+    if unknown:
+        raise ValueError(f"unknown candidate source '{unknown[0]}' (sources: {', '.join(make)})")
+    features = list(model_features(history)) if model_features else []
+    return FittedSources(data, history, [make[n]() for n in names], counts,
+                         item_days_since_last(data, seen_splits), features)  # fmt: skip
+
+
 def build_period(
     data: ModelData,
     seen_splits: Sequence[str],
@@ -66,30 +128,14 @@ def build_period(
     """Sources fitted on `seen_splits`, candidates for users with positives in `held_splits`.
 
     Args:
-        model_features: given the period's history, functions adding [U, C] stacking features
-            from other sub-models (see model_features.py).
+        model_features: see `fit_sources`.
     """
-    history = build_history(data, list(seen_splits))
-    counts = np.asarray(history.matrix.sum(axis=0)).ravel()
-    make = {
-        "two_tower": lambda: TwoTowerSource(data, encode, item_embeddings),
-        "ease": lambda: EaseSource(data, history.matrix, ease_l2),
-        "popularity": lambda: PopularitySource(counts),
-        "category_popularity": lambda: CategoryPopularitySource(data, counts),
-        "content": lambda: ContentSource(data),
-    }
-    unknown = [n for n in names if n not in make]
-    if unknown:
-        raise ValueError(f"unknown candidate source '{unknown[0]}' (sources: {', '.join(make)})")
-    sources = [make[n]() for n in names]
+    fitted = fit_sources(data, seen_splits, encode, item_embeddings, ease_l2, names,
+                         model_features)  # fmt: skip
     held = data.items_by_user(list(held_splits))
     seen = data.items_by_user(list(seen_splits))
     rows = np.array(sorted(held), dtype=np.int64)
     empty = np.array([], dtype=np.int64)
-    candidates = gather(sources, rows, history, [seen.get(int(r), empty) for r in rows],
-                        per_source)  # fmt: skip
-    extra = context_features(candidates, counts, item_days_since_last(data, seen_splits),
-                             np.asarray(history.matrix.sum(axis=1)).ravel())  # fmt: skip
-    for add in model_features(history) if model_features else []:
-        extra.update(add(candidates))
-    return Period(history, sources, candidates, [held[int(r)] for r in rows], extra)
+    candidates, extra = fitted.candidates(rows, [seen.get(int(r), empty) for r in rows],
+                                          per_source)  # fmt: skip
+    return Period(fitted.history, fitted.sources, candidates, [held[int(r)] for r in rows], extra)

@@ -33,40 +33,16 @@ from recfusion.evaluation.beyond import (
     novelty,
 )
 from recfusion.evaluation.metrics import ndcg_per_user, paired_bootstrap, ranking_metrics
-from recfusion.evaluation.slices import age_band, slice_ndcg
+from recfusion.evaluation.slices import slice_ndcg, user_groups
+from recfusion.fusion.assemble import load_retrieval, period, purchases
 from recfusion.fusion.fused import FittedFusion, rank_all, reasons
 from recfusion.fusion.period import Period
 from recfusion.models.dataset import ModelData, PreparedData, build_model_data, read_prepared
 from recfusion.paths import FUSION_DIR, PREPARED_DIR, REPORTS_DIR
 from recfusion.stages.entry import guarded, stage_config
-from recfusion.stages.fuse import load_retrieval, period
 
 log = logging.getLogger(__name__)
 PLOTS = REPORTS_DIR / "plots"
-
-
-def purchases(prepared: PreparedData, data: ModelData, splits: list[str], rows: np.ndarray
-              ) -> list[np.ndarray]:  # fmt: skip
-    """Per user row in `rows`, the catalogue positions they purchased within `splits`."""
-    ev = pd.concat([prepared.splits[s] for s in splits])
-    ev = ev[ev["event_type"] == "purchase"]
-    u = data.users.positions(ev["user_id"])
-    i = data.catalog.positions(ev["item_id"])
-    by_user = pd.Series(i, index=u).groupby(level=0).apply(lambda s: s.to_numpy())
-    empty = np.array([], dtype=np.int64)
-    return [by_user.get(int(r), empty) for r in rows]
-
-
-def user_groups(prepared: PreparedData, data: ModelData, rows: np.ndarray) -> dict:
-    users = prepared.users.set_index("user_id").reindex(data.users.user_ids[rows])
-    cold = data.users.id_idx[rows] == 0
-    gender = users["gender"].fillna("unknown").astype(str).to_numpy()
-    band = np.array([age_band(a) for a in users["age"].astype("float64")])
-    return {
-        "cold_start": {"cold": cold, "warm": ~cold},
-        "gender": {g: gender == g for g in sorted(set(gender))},
-        "age_band": {b: band == b for b in sorted(set(band))},
-    }
 
 
 def evaluate_all(cfg: Config, prepared: PreparedData, data: ModelData, test: Period,

@@ -15,58 +15,19 @@ import dataclasses
 import logging
 import shutil
 import sys
-from collections.abc import Callable
 
-import numpy as np
-
-from recfusion.config import Config
 from recfusion.data.io import write_json
 from recfusion.evaluation.metrics import ranking_metrics
 from recfusion.fusion import methods
+from recfusion.fusion.assemble import load_retrieval, period
 from recfusion.fusion.candidates import source_ranking
 from recfusion.fusion.fused import fit_fusion
-from recfusion.fusion.model_features import sub_model_features
-from recfusion.fusion.period import Period, build_period
-from recfusion.models.dataset import ModelData, build_model_data, read_prepared
-from recfusion.models.export import load_user_encoder
-from recfusion.paths import FUSION_DIR, MODELS_DIR, PREPARED_DIR, REPORTS_DIR, RETRIEVAL_DIR
+from recfusion.models.dataset import build_model_data, read_prepared
+from recfusion.paths import FUSION_DIR, PREPARED_DIR, REPORTS_DIR
 from recfusion.stages.entry import guarded, stage_config
 
 log = logging.getLogger(__name__)
 OUT = FUSION_DIR
-RETRIEVAL = RETRIEVAL_DIR
-
-
-def load_retrieval(data: ModelData) -> tuple[Callable[[dict], np.ndarray], np.ndarray]:
-    """The exported user encoder and item embeddings, checked against the catalogue."""
-    encode = load_user_encoder(RETRIEVAL / "user_tower")
-    items = np.load(RETRIEVAL / "item_embeddings.npy")
-    ids = (RETRIEVAL / "item_ids.txt").read_text().splitlines()
-    if ids != list(data.catalog.item_ids):
-        raise ValueError("models/retrieval was trained on another catalogue; run dvc repro")
-    return encode, items
-
-
-def usual_hour(data: ModelData, splits: list[str]) -> int:
-    """The most common hour of the positives in `splits` (the ranking model's context input)."""
-    hours = data.pairs_of(splits)["timestamp"].dt.hour
-    return int(hours.mode().iloc[0]) if len(hours) else 12
-
-
-def period(cfg: Config, data: ModelData, seen: list[str], held: list[str],
-           retrieval: tuple[Callable[[dict], np.ndarray], np.ndarray]) -> Period:  # fmt: skip
-    """The period's candidates with stacking features from the ranking and tag models.
-
-    Args:
-        retrieval: the user encoder and item embeddings from `load_retrieval`.
-    """
-    encode, items = retrieval
-    fc = cfg.fusion
-    hour = usual_hour(data, seen)
-
-    features = sub_model_features(MODELS_DIR, data, encode, cfg.train.tags, hour)
-    return build_period(data, seen, held, encode, items, fc.ease_l2, fc.per_source, fc.sources,
-                        features)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,67 @@
+"""Scoring a packaged recommender on a test split through its request interface.
+
+The gate scores the candidate and the production model alike: both are asked, as a client
+would ask them, for each test user's top-k (knowing the users by train + validation only), and
+both answers are scored against the same test positives. Items are matched by id, so a champion
+trained on another catalogue is scored fairly on the items both know.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from recfusion.evaluation.beyond import coverage, long_tail_items
+from recfusion.evaluation.metrics import ndcg_per_user, ranking_metrics
+from recfusion.evaluation.slices import MIN_GROUP_USERS, slice_ndcg, user_groups
+from recfusion.fusion.sources import build_history
+from recfusion.models.dataset import ModelData, PreparedData
+from recfusion.serving.recommender import Recommender
+
+
+@dataclass(frozen=True)
+class TestSet:
+    user_ids: np.ndarray  # [U] test users (with a positive in the test split)
+    relevant: list[np.ndarray]  # per user, catalogue positions of their test positives
+    groups: dict[str, dict[str, np.ndarray]]  # attribute -> group -> [U] mask
+    tail: np.ndarray  # [n_items] True for long-tail items (by train + validation popularity)
+    data: ModelData  # the catalogue the positions refer to
+
+
+@dataclass(frozen=True)
+class Scores:
+    overall: dict[str, float]  # ranking metrics at each k, coverage@10
+    slices: dict[str, float]  # "attribute=group" and "long_tail_items" -> NDCG@10
+    ndcg_per_user: np.ndarray  # [U] NDCG@10, for the paired bootstrap
+
+
+def build_test_set(prepared: PreparedData, data: ModelData, head_share: float) -> TestSet:
+    held = data.items_by_user(["test"])
+    rows = np.array(sorted(held), dtype=np.int64)
+    counts = np.asarray(build_history(data, ["train", "val"]).matrix.sum(axis=0)).ravel()
+    return TestSet(data.users.user_ids[rows].astype(str), [held[int(r)] for r in rows],
+                   user_groups(prepared, data, rows), long_tail_items(counts, head_share),
+                   data)  # fmt: skip
+
+
+def score_recommender(recommender: Recommender, test: TestSet, ks: list[int]) -> Scores:
+    """Asks `recommender` for every test user's top max(ks) and scores the answers."""
+    k = max(ks)
+    answer = recommender.recommend(pd.DataFrame({"user_id": test.user_ids, "k": k}))
+    ranked = np.full((len(test.user_ids), k), -1, dtype=np.int64)
+    slot = pd.Index(test.user_ids).get_indexer(answer["user_id"])
+    pos = test.data.catalog.positions(answer["item_id"])
+    ranked[slot, answer["rank"].to_numpy() - 1] = pos  # unknown ids stay -1: never relevant
+    overall = ranking_metrics(ranked, test.relevant, sorted(ks))
+    overall["coverage@10"] = coverage(ranked[:, :10], len(test.data.catalog))
+    slices: dict[str, float] = {}
+    for attribute, s in slice_ndcg(ranked, test.relevant, test.groups, test.tail, 10).items():
+        if attribute == "long_tail_items":
+            slices[attribute] = s["ndcg"]
+            continue
+        for group, value in s["groups"].items():
+            if s["users"][group] >= MIN_GROUP_USERS:  # smaller groups are too noisy to gate on
+                slices[f"{attribute}={group}"] = value
+    return Scores(overall, slices, ndcg_per_user(ranked[:, :10], test.relevant, 10))

@@ -1,0 +1,75 @@
+"""The fused recommender's parts assembled from a workspace folder: the exported retrieval model,
+the sources fitted on a period's history with the ranking and tag models' stacking features.
+
+The `fuse` and `evaluate` stages and the packaged (served) recommender all assemble through here,
+so they score alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recfusion.config import Config
+from recfusion.fusion.model_features import sub_model_features
+from recfusion.fusion.period import FittedSources, Period, fit_sources
+from recfusion.models.dataset import ModelData, PreparedData
+from recfusion.models.export import load_user_encoder
+from recfusion.paths import MODELS_DIR, RETRIEVAL_DIR
+
+Retrieval = tuple[Callable[[dict], np.ndarray], np.ndarray]
+
+
+def load_retrieval(data: ModelData, folder: Path = RETRIEVAL_DIR) -> Retrieval:
+    """The exported user encoder and item embeddings, checked against the catalogue.
+
+    Raises:
+        ValueError: the model was trained on another catalogue.
+    """
+    encode = load_user_encoder(folder / "user_tower")
+    items = np.load(folder / "item_embeddings.npy")
+    ids = (folder / "item_ids.txt").read_text().splitlines()
+    if ids != list(data.catalog.item_ids):
+        raise ValueError(f"{folder} was trained on another catalogue; run dvc repro")
+    return encode, items
+
+
+def usual_hour(data: ModelData, splits: Sequence[str]) -> int:
+    """The most common hour of the positives in `splits` (the ranking model's context input)."""
+    hours = data.pairs_of(list(splits))["timestamp"].dt.hour
+    return int(hours.mode().iloc[0]) if len(hours) else 12
+
+
+def fit_with_sub_models(cfg: Config, data: ModelData, seen: Sequence[str], retrieval: Retrieval,
+                        models_dir: Path = MODELS_DIR) -> FittedSources:  # fmt: skip
+    """The sources fitted on `seen`, with stacking features from models_dir's ranking and tags."""
+    encode, items = retrieval
+    features = sub_model_features(models_dir, data, encode, cfg.train.tags, usual_hour(data, seen))
+    return fit_sources(data, seen, encode, items, cfg.fusion.ease_l2, cfg.fusion.sources, features)
+
+
+def period(cfg: Config, data: ModelData, seen: list[str], held: list[str], retrieval: Retrieval,
+           models_dir: Path = MODELS_DIR) -> Period:  # fmt: skip
+    """The candidates of users with positives in `held`, sources fitted on `seen`."""
+    fitted = fit_with_sub_models(cfg, data, seen, retrieval, models_dir)
+    held_items = data.items_by_user(held)
+    rows = np.array(sorted(held_items), dtype=np.int64)
+    candidates, extra = fitted.candidates(rows, fitted.seen(rows), cfg.fusion.per_source)
+    return Period(fitted.history, fitted.sources, candidates,
+                  [held_items[int(r)] for r in rows], extra)  # fmt: skip
+
+
+def purchases(prepared: PreparedData, data: ModelData, splits: Sequence[str], rows: np.ndarray
+              ) -> list[np.ndarray]:  # fmt: skip
+    """Per user row in `rows`, the catalogue positions they purchased within `splits` (the
+    cascade's rules never recommend them again)."""
+    ev = pd.concat([prepared.splits[s] for s in splits])
+    ev = ev[ev["event_type"] == "purchase"]
+    u = data.users.positions(ev["user_id"])
+    i = data.catalog.positions(ev["item_id"])
+    by_user = pd.Series(i, index=u).groupby(level=0).apply(lambda s: s.to_numpy())
+    empty = np.array([], dtype=np.int64)
+    return [by_user.get(int(r), empty) for r in rows]

@@ -1,0 +1,1 @@
+"""Serving: the packaged recommender and its MLflow pyfunc wrapper."""

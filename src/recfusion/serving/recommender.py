@@ -1,0 +1,197 @@
+"""The packaged recommender: the fused model answering requests.
+
+A request is a table with one row per recommendation list: `user_id` (str), `k` (int),
+`exclude` (optional list of item ids never to return) and `query` (optional; search is not part
+of this model yet, so a non-empty query is refused). The answer has one row per recommended
+item: `user_id`, `rank` (1 = best), `item_id`, `score` (the packaged method's score; higher is
+better) and `reason` (why, from the source that ranked the item best).
+
+Known users go through the full fusion (every source, the stacker, the cascade's rules);
+users the model has never seen get the most popular items in stock (cold start).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recfusion.config import Config, load_config
+from recfusion.fusion import methods
+from recfusion.fusion.assemble import fit_with_sub_models, load_retrieval, purchases
+from recfusion.fusion.fused import FittedFusion, rank_method, reasons
+from recfusion.fusion.period import FittedSources, Period
+from recfusion.fusion.sources import REASONS
+from recfusion.models.dataset import ModelData, build_model_data, read_prepared
+from recfusion.paths import FUSION_DIR, MODELS_DIR, PREPARED_DIR, RETRIEVAL_DIR
+
+log = logging.getLogger(__name__)
+
+ALL_SPLITS = ("train", "val", "test")
+REQUEST_COLUMNS = ("user_id", "k", "query", "exclude")
+ANSWER_COLUMNS = ("user_id", "rank", "item_id", "score", "reason")
+PARAMS_FILE = "params.yaml"
+# the workspace files a packaged recommender needs, relative to the project root
+WORKSPACE_PARTS = (PARAMS_FILE, str(PREPARED_DIR), str(MODELS_DIR / "retrieval"),
+                   str(MODELS_DIR / "ranking"), str(MODELS_DIR / "tags"), str(FUSION_DIR))  # fmt: skip
+
+
+class RequestError(ValueError):
+    """A malformed request; the message says which row and field and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Request:
+    user_id: str
+    k: int
+    exclude: tuple[str, ...]
+
+
+def parse_requests(frame: pd.DataFrame, max_k: int) -> list[Request]:
+    """Checks every row of a request table.
+
+    Raises:
+        RequestError: a missing or unknown column, an empty user_id, k not an integer in
+            [1, max_k], exclude not a list of strings, or a non-empty query.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise RequestError(f"expected a table of requests, got {type(frame).__name__}")
+    unknown = [c for c in frame.columns if c not in REQUEST_COLUMNS]
+    if unknown:
+        raise RequestError(f"unknown column '{unknown[0]}' (columns: {', '.join(REQUEST_COLUMNS)})")
+    for col in ("user_id", "k"):
+        if col not in frame.columns:
+            raise RequestError(f"missing column '{col}': each row needs user_id and k")
+    out = []
+    for n, row in enumerate(frame.to_dict("records")):
+        user, k = row["user_id"], row["k"]
+        if not isinstance(user, str) or not user.strip():
+            raise RequestError(f"row {n}: user_id must be a non-empty string, got {user!r}")
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= max_k:
+            raise RequestError(f"row {n}: k must be an integer from 1 to {max_k}, got {k!r}")
+        query = row.get("query")
+        if isinstance(query, str) and query.strip():
+            raise RequestError(f"row {n}: search (a non-empty query) is not part of this model")
+        exclude = _exclude_of(row.get("exclude"), n)
+        out.append(Request(user.strip(), int(k), exclude))
+    return out
+
+
+def _exclude_of(value: object, n: int) -> tuple[str, ...]:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ()
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise RequestError(f"row {n}: exclude must be a list of item ids, got {value!r}")
+    return tuple(value)
+
+
+@dataclass
+class Recommender:
+    cfg: Config
+    data: ModelData
+    sources: FittedSources
+    fusion: FittedFusion
+    item_embeddings: np.ndarray
+    purchased: list[np.ndarray]  # per user row, items purchased in the history
+    popular: np.ndarray  # catalogue positions in stock, most chosen first (cold start)
+
+    @classmethod
+    def load(cls, root: Path, history: Sequence[str] = ALL_SPLITS) -> Recommender:
+        """Assembles the recommender from a workspace folder (see WORKSPACE_PARTS).
+
+        Args:
+            root: the folder holding params.yaml, data/prepared and models/.
+            history: the splits the recommender knows users by: all of them to serve, train and
+                val to score the test split.
+        """
+        cfg = load_config(root / PARAMS_FILE)
+        prepared = read_prepared(root / PREPARED_DIR)
+        data = build_model_data(prepared, cfg.train)
+        retrieval = load_retrieval(data, root / RETRIEVAL_DIR)
+        sources = fit_with_sub_models(cfg, data, list(history), retrieval, root / MODELS_DIR)
+        fusion = FittedFusion.load(root / FUSION_DIR)
+        bought = purchases(prepared, data, list(history), np.arange(len(data.users)))
+        order = np.argsort(-sources.counts, kind="stable")
+        popular = order[data.catalog.in_stock[order]]
+        log.info("recommender: %d users, %d items, history %s", len(data.users),
+                 len(data.catalog), "+".join(history))  # fmt: skip
+        return cls(cfg, data, sources, fusion, retrieval[1], bought, popular)
+
+    @property
+    def max_k(self) -> int:
+        return self.cfg.serving.max_k
+
+    def recommend(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Answers a request table (module docstring) with one row per recommended item.
+
+        Raises:
+            RequestError: a malformed request.
+        """
+        requests = parse_requests(frame, self.max_k)
+        rows = self.data.users.positions([r.user_id for r in requests])
+        known = np.flatnonzero(rows >= 0)
+        answers: list[pd.DataFrame | None] = [None] * len(requests)
+        if len(known):
+            for slot, answer in zip(known, self._fused([requests[i] for i in known], rows[known]),
+                                    strict=True):  # fmt: skip
+                answers[slot] = answer
+        for i in np.flatnonzero(rows < 0):
+            answers[i] = self._cold(requests[i])
+        if not answers:
+            return pd.DataFrame({c: [] for c in ANSWER_COLUMNS})
+        return pd.concat(answers, ignore_index=True)
+
+    def _excluded(self, request: Request) -> np.ndarray:
+        pos = self.data.catalog.positions(list(request.exclude))
+        return pos[pos >= 0]
+
+    def _fused(self, requests: list[Request], rows: np.ndarray) -> list[pd.DataFrame]:
+        fc = self.cfg.fusion
+        seen = self.sources.seen(rows)
+        exclude = [np.union1d(s, self._excluded(r)) for s, r in zip(seen, requests, strict=True)]
+        cands, extra = self.sources.candidates(rows, exclude, fc.per_source)
+        period = Period(self.sources.history, self.sources.sources, cands, [], extra)
+        scores = self._scores(fc.method, period)
+        k = max(r.k for r in requests)
+        stacked = scores if fc.method in ("stacking", "cascade") else None
+        top = rank_method(fc.method, period, self.fusion, fc, self.data, self.item_embeddings,
+                          [self.purchased[r] for r in rows], k, stacked)  # fmt: skip
+        out = []
+        for u, request in enumerate(requests):
+            items = top[u, : request.k]
+            items = items[items >= 0]
+            slots = [int(np.flatnonzero(cands.items[u] == i)[0]) for i in items]
+            why = [text for _, text in reasons(period, u, items)]
+            out.append(self._answer(request, items, scores[u, slots], why))
+        return out
+
+    def _scores(self, method: str, period: Period) -> np.ndarray:
+        c = period.candidates
+        if method == "weighted":
+            return methods.weighted(c, self.fusion.weights)
+        if method == "rrf":
+            return methods.rrf(c)
+        if method == "borda":
+            return methods.borda(c)
+        return self.fusion.stack(period)
+
+    def _cold(self, request: Request) -> pd.DataFrame:
+        items = self.popular[~np.isin(self.popular, self._excluded(request))][: request.k]
+        scores = np.log1p(self.sources.counts[items].astype(np.float64))
+        return self._answer(request, items, scores, [REASONS["popularity"]] * len(items))
+
+    def _answer(self, request: Request, items: np.ndarray, scores: np.ndarray,
+                why: list[str]) -> pd.DataFrame:  # fmt: skip
+        return pd.DataFrame({
+            "user_id": request.user_id,
+            "rank": np.arange(1, len(items) + 1, dtype=np.int64),
+            "item_id": self.data.catalog.item_ids[items].astype(str),
+            "score": np.asarray(scores, dtype=np.float64),
+            "reason": why,
+        }, columns=list(ANSWER_COLUMNS))  # fmt: skip

@@ -1,0 +1,153 @@
+"""Stage `register`: one MLflow run for the pipeline, and the packaged recommender registered as a
+new version with alias `candidate`.
+
+Reads reports/metrics.json, reports/evaluation.html, reports/plots/, reports/validation/, dvc.lock
+and the recommender's files (params.yaml, data/prepared, models/). The run gets every param,
+the evaluation's metrics, the lineage tags (git commit and dirty flag, dvc.lock hashes of data
+and models, data source and version, GX result, Prefect flow run id) and artifacts (the Data
+Docs zipped, the evaluation report and plots, the model card); the pyfunc model is logged with
+its signature and an input example, then registered with tag status=candidate.
+Writes reports/register.json (run id, model version, URIs) and reports/model_card.md.
+
+The tracking store is checked before anything is logged; a failure after the version was
+created deletes that version again, so a retry starts clean.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+
+from recfusion.config import Config
+from recfusion.data.io import read_json, write_json
+from recfusion.paths import PREPARED_DIR, REPORTS_DIR, VALIDATION_REPORTS
+from recfusion.registry.moves import mark_candidate
+from recfusion.registry.tracking import (
+    TrackingUnavailable,
+    connect,
+    flat_params,
+    lineage_tags,
+    run_metrics,
+)
+from recfusion.serving.pyfunc import log_recommender, snapshot_workspace
+from recfusion.stages.entry import StageStopped, guarded, stage_config
+
+log = logging.getLogger(__name__)
+ARTIFACTS_DIR = Path("mlartifacts")  # run artifacts of a SQLite store, next to mlflow.db
+NEW_USER = "new-user-example"  # an id no model knows: shows the cold-start answer
+
+
+def experiment_id(client: MlflowClient, cfg: Config, root: Path) -> str:
+    """The pipeline's experiment, created on first use (artifacts beside a SQLite store)."""
+    found = client.get_experiment_by_name(cfg.registry.experiment)
+    if found is not None:
+        return str(found.experiment_id)
+    location = None
+    if cfg.registry.tracking_uri.startswith("sqlite:///"):
+        location = (root / ARTIFACTS_DIR).resolve().as_uri()
+    return str(client.create_experiment(cfg.registry.experiment, artifact_location=location))
+
+
+def model_card(cfg: Config, report: dict[str, Any], tags: dict[str, str]) -> str:
+    """A Markdown model card: what the model is, what it was trained on, how well it does."""
+    p = report["packaged"]
+    m = report["methods"][p]
+    b = report["bootstrap_vs_best_source"][p]
+    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in m.items())
+    return f"""# recfusion model card
+
+**Model**: fused recommender, method `{cfg.fusion.method}` over the sources
+{", ".join(cfg.fusion.sources)} (two-tower retrieval, DCN ranking and interest-tag features).
+**Use**: personalised top-k recommendations with a reason per item, for users known to the
+training data; unknown users get popular in-stock items. Search is not part of this model.
+
+**Data**: {tags["data.source"]} (raw data md5 {tags["data.version"]}); validation passed:
+{tags.get("gx.success", "unknown")}, rows quarantined: {tags.get("gx.rows_quarantined", "unknown")}.
+**Code**: git {tags["git.commit"]} (uncommitted changes: {tags["git.dirty"]}).
+
+## Test metrics ({report["test_users"]} users; train and validation items excluded)
+| metric | value |
+|---|---|
+{rows}
+
+NDCG@10 against the best single source ({report["best_source"]}): mean difference
+{b["mean_diff"]:+.4f}, 95% paired-bootstrap interval [{b["ci_low"]:+.4f}, {b["ci_high"]:+.4f}].
+
+## Limitations
+- Scores are relative within one user's list, not probabilities.
+- Slices (cold-start, long-tail, demographic groups) are in the evaluation report; groups
+  under 20 users are too small to judge.
+- The model knows the items of its training catalogue only; new items need a retrain.
+"""
+
+
+def input_example(root: Path) -> pd.DataFrame:
+    users = pd.read_parquet(root / PREPARED_DIR / "users.parquet", columns=["user_id"])
+    known = users["user_id"].astype(str).head(1).tolist()
+    return pd.DataFrame({"user_id": [*known, NEW_USER], "k": [5, 3],
+                         "exclude": [[], []]})  # fmt: skip
+
+
+def run(cfg: Config, root: Path) -> dict[str, Any]:
+    """Logs the run and registers the model; returns what reports/register.json records."""
+    rc = cfg.registry
+    client = connect(rc.tracking_uri)
+    mlflow.set_tracking_uri(rc.tracking_uri)
+    mlflow.set_registry_uri(rc.tracking_uri)
+    report = read_json(root / REPORTS_DIR / "metrics.json")
+    summary = root / VALIDATION_REPORTS / "raw" / "summary.json"
+    tags = lineage_tags(root, cfg, read_json(summary) if summary.is_file() else None)
+    card = root / REPORTS_DIR / "model_card.md"
+    card.write_text(model_card(cfg, report, tags), encoding="utf-8")
+    exp = experiment_id(client, cfg, root)
+    version = None
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(
+        experiment_id=exp, run_name=f"pipeline {tags['git.commit'][:8]}", tags=tags
+    ) as active:
+        run_id = active.info.run_id
+        try:
+            mlflow.log_params(flat_params(cfg))
+            mlflow.log_metrics(run_metrics(report))
+            for name in ("evaluation.html", "metrics.json", "model_card.md"):
+                mlflow.log_artifact(str(root / REPORTS_DIR / name), "reports")
+            mlflow.log_artifacts(str(root / REPORTS_DIR / "plots"), "reports/plots")
+            docs = shutil.make_archive(str(Path(tmp) / "data_docs"), "zip",
+                                       root / VALIDATION_REPORTS)  # fmt: skip
+            mlflow.log_artifact(docs, "reports")
+            workspace = snapshot_workspace(root, Path(tmp) / "workspace")
+            info = log_recommender(workspace, input_example(root))
+            mv = mlflow.register_model(info.model_uri, rc.model_name, tags=tags)
+            version = str(mv.version)
+            mark_candidate(client, rc.model_name, version, rc.tracking_uri)
+        except Exception:
+            if version is not None:  # no half-registered version: a retry starts clean
+                client.delete_model_version(rc.model_name, version)
+            raise
+    log.info("register: run %s, %s version %s @candidate", run_id, rc.model_name, version)
+    return {"tracking_uri": rc.tracking_uri, "experiment_id": exp, "run_id": run_id,
+            "model_name": rc.model_name, "version": version, "model_uri": info.model_uri,
+            "registered_uri": f"models:/{rc.model_name}/{version}"}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = stage_config(__doc__, argv)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        result = run(cfg, Path("."))
+    except TrackingUnavailable as e:
+        raise StageStopped(f"register: {e}; nothing was registered, retry when it is back") from e
+    write_json(result, REPORTS_DIR / "register.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(guarded(main))
