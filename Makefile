@@ -9,7 +9,13 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1s
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup run test test-fast lint lock clean help
+.PHONY: setup run test test-fast lint lock ui serve clean help
+
+# the UIs and the model server listen on loopback only
+HOST ?= 127.0.0.1
+MLFLOW_PORT ?= 5000
+SERVE_PORT ?= 5001
+TRACKING_URI ?= sqlite:///mlflow.db
 
 help:
 	@echo "make setup      create .venv and install the pinned dependencies (idempotent)"
@@ -17,6 +23,8 @@ help:
 	@echo "make test       setup, then the whole test suite (unit, data, e2e)"
 	@echo "make test-fast  the suite without the slow end-to-end tests"
 	@echo "make lint       ruff and mypy"
+	@echo "make ui         the MLflow UI (runs, registry) on http://127.0.0.1:5000"
+	@echo "make serve      serve models:/recfusion@production on http://127.0.0.1:5001"
 	@echo "make lock       re-resolve requirements.lock from pyproject.toml"
 
 setup: $(STAMP)
@@ -44,6 +52,14 @@ lint: setup
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
+
+ui: setup
+	@echo "MLflow UI (runs, registry, aliases): http://$(HOST):$(MLFLOW_PORT)   (Ctrl-C stops it)"
+	$(BIN)/mlflow server --backend-store-uri $(TRACKING_URI) --host $(HOST) --port $(MLFLOW_PORT) --workers 1
+
+serve: setup
+	@echo "recfusion@production on http://$(HOST):$(SERVE_PORT)/invocations   (Ctrl-C stops it)"
+	MLFLOW_TRACKING_URI=$(TRACKING_URI) $(BIN)/mlflow models serve -m models:/recfusion@production --env-manager local --host $(HOST) --port $(SERVE_PORT)
 
 lock: setup
 	$(BIN)/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock

@@ -3,6 +3,11 @@
 recfusion config [--params params.yaml]     check params.yaml and print the typed config
 recfusion stage NAME [--params params.yaml] run one pipeline stage (what dvc.yaml calls)
 recfusion stages                            list the stages
+recfusion recommend --user ID | --users FILE --k N [--model URI] [--out FILE]
+                                            recommendations from the workspace or a registry URI
+recfusion registry list | history           registered versions; every alias move
+recfusion registry promote VERSION --to staging|production [--force --reason R]
+recfusion registry rollback [--reason R]    put the previous production version back
 """
 
 from __future__ import annotations
@@ -12,11 +17,18 @@ import dataclasses
 import importlib
 import json
 import sys
+import time
 from pathlib import Path
 
+import pandas as pd
 import yaml
+from mlflow import MlflowClient
 
-from recfusion.config import DEFAULT_PARAMS, load_config
+from recfusion.config import DEFAULT_PARAMS, RegistryConfig, load_config
+from recfusion.registry import moves
+from recfusion.registry.moves import RegistryError, format_table
+from recfusion.registry.tracking import TrackingUnavailable, connect
+from recfusion.serving.loading import WORKSPACE, load_model, read_user_ids
 from recfusion.stages.entry import guarded
 
 DVC_YAML = Path("dvc.yaml")
@@ -53,6 +65,49 @@ def _stages(_: argparse.Namespace) -> int:
     return 0
 
 
+def _client(args: argparse.Namespace) -> tuple[MlflowClient, RegistryConfig]:
+    rc = load_config(args.params).registry
+    return connect(rc.tracking_uri), rc
+
+
+def _registry(args: argparse.Namespace) -> int:
+    client, rc = _client(args)
+    name = rc.model_name
+    if args.action == "list":
+        sys.stdout.write(format_table(moves.versions(client, name)))
+    elif args.action == "history":
+        rows = [{"time": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m.time)),
+                 "user": m.user, "alias": m.alias, "version": m.version,
+                 "previous": m.previous or "-", "forced": "yes" if m.forced else "no",
+                 "reason": m.reason} for m in moves.history(client, name)]  # fmt: skip
+        sys.stdout.write(format_table(rows))
+    elif args.action == "promote":
+        if args.version is None or args.to is None:
+            raise ValueError("usage: recfusion registry promote VERSION --to staging|production")
+        previous = moves.promote(client, name, args.version, args.to, args.reason or "",
+                                 rc.tracking_uri, args.force)  # fmt: skip
+        sys.stdout.write(f"{name} version {args.version} is now @{args.to}"
+                         f" (was: {previous or 'none'})\n")  # fmt: skip
+    else:
+        target = moves.rollback(client, name, rc.tracking_uri, args.reason or "")
+        sys.stdout.write(f"{name} @production is back on version {target}\n")
+    return 0
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    if (args.user is None) == (args.users is None):
+        raise ValueError("give exactly one of --user ID or --users FILE (one user id per line)")
+    users = [args.user] if args.user else read_user_ids(args.users)
+    request = pd.DataFrame({"user_id": users, "k": args.k})
+    answer = load_model(args.model, args.params).predict(request)
+    if args.out:
+        answer.to_csv(args.out, index=False)
+        sys.stdout.write(f"{len(answer)} rows for {len(users)} users written to {args.out}\n")
+    else:
+        sys.stdout.write(answer.to_string(index=False) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recfusion", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -66,12 +121,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_stage)
     p = sub.add_parser("stages", help="list the pipeline stages")
     p.set_defaults(func=_stages)
+    p = sub.add_parser("recommend", help="top-k recommendations with reasons")
+    p.add_argument("--user", help="one user id")
+    p.add_argument("--users", type=Path, help="a file with one user id per line")
+    p.add_argument("--k", type=int, default=10, help="recommendations per user")
+    p.add_argument("--model", default=WORKSPACE,
+                   help="'workspace' (the pipeline's outputs here) or an MLflow model URI such "
+                        "as models:/recfusion@production")  # fmt: skip
+    p.add_argument("--out", type=Path, help="write CSV here instead of printing")
+    p.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
+    p.set_defaults(func=_recommend)
+    p = sub.add_parser("registry", help="the model registry: list, history, promote, rollback")
+    p.add_argument("action", choices=["list", "history", "promote", "rollback"])
+    p.add_argument("version", nargs="?", help="promote: the version")
+    p.add_argument("--to", choices=["staging", "production"], help="promote: the alias")
+    p.add_argument("--force", action="store_true", help="promote a version that failed the gate")
+    p.add_argument("--reason", help="why (required with --force; recorded in the history)")
+    p.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
+    p.set_defaults(func=_registry)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return guarded(lambda: int(args.func(args)))
+    try:
+        return guarded(lambda: int(args.func(args)))
+    except (RegistryError, TrackingUnavailable) as e:
+        sys.stderr.write(f"recfusion: {e}\n")
+        return 1
 
 
 if __name__ == "__main__":

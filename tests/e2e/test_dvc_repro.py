@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -61,6 +66,8 @@ def test_repro_runs_every_stage_then_nothing(workspace) -> None:
         "train_retrieval",
         "train_ranking",
         "train_tags",
+        "register",
+        "gate",
     ):
         assert f"Running stage '{stage}'" in out, stage
     assert (dest / "reports/validation/raw/index.html").is_file()
@@ -88,6 +95,102 @@ def test_repro_runs_every_stage_then_nothing(workspace) -> None:
     assert (dest / "dvc_plots/index.html").is_file()
     sh([dvc, "push"], dest, env)
     assert any((dest / "dvcstore").rglob("*")), "dvc push wrote nothing to the local remote"
+
+
+def recfusion(args: list[str], dest: Path, env: dict[str, str]) -> str:
+    return sh([str(Path(sys.executable).parent / "recfusion"), *args], dest, env)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def post(url: str, body: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def test_registry_gate_and_served_model(workspace) -> None:
+    """After `dvc repro`: one version the gate moved or refused with reasons; promoted to
+    production it is served over HTTP by `mlflow models serve` from the alias; a second run
+    is gated against it; rollback puts it back."""
+    dest, env = workspace
+    gate = json.loads((dest / "reports/gate.json").read_text())
+    assert gate["version"] == "1" and gate["champion"] is None
+    assert gate["outcome"] == ("staging" if gate["passed"] else "rejected")
+    assert gate["passed"] or gate["reasons"]
+    assert "# Gate: recfusion version 1" in (dest / "reports/gate.md").read_text()
+    listed = recfusion(["registry", "list"], dest, env)
+    assert re.search(rf"^1\s+{gate['outcome']}\s+candidate", listed, re.M), listed
+    promote = ["registry", "promote", "1", "--to", "production", "--reason", "e2e"]
+    recfusion(promote + ([] if gate["passed"] else ["--force"]), dest, env)
+
+    port = free_port()
+    serve_env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{dest / 'mlflow.db'}"}
+    mlflow_bin = str(Path(sys.executable).parent / "mlflow")
+    server = subprocess.Popen([mlflow_bin, "models", "serve", "-m", "models:/recfusion@production",
+                               "--env-manager", "local", "--host", "127.0.0.1", "-p", str(port)],
+                              cwd=dest, env=serve_env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 240
+        while True:
+            assert server.poll() is None, f"mlflow models serve exited: {server.stderr.read()}"
+            try:
+                with urllib.request.urlopen(f"{url}/ping", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.time() < deadline, "the served model did not come up within 240 s"
+            time.sleep(2)
+        user = json.loads((dest / "reports/metrics.json").read_text())["examples"][0]["user_id"]
+        body = {"dataframe_records": [{"user_id": user, "k": 5, "exclude": []},
+                                      {"user_id": "never-seen", "k": 2, "exclude": []}]}  # fmt: skip
+        status, answer = post(f"{url}/invocations", json.dumps(body).encode())
+        assert status == 200, answer
+        rows = answer["predictions"]
+        assert [r["rank"] for r in rows if r["user_id"] == user] == [1, 2, 3, 4, 5]
+        assert all(r["reason"] and r["item_id"] for r in rows)
+        assert [r["reason"] for r in rows if r["user_id"] == "never-seen"] == [
+            "popular right now"] * 2  # fmt: skip
+        for bad, message in [({"dataframe_records": [{"user_id": user, "k": 1000}]}, "k must be"),
+                             ({"dataframe_records": [{"k": 3}]}, "user_id"),
+                             # MLflow's schema check: a list column must be a list in every row
+                             ({"dataframe_records": [{"user_id": user, "k": 3, "exclude": ["i"]},
+                                                     {"user_id": user, "k": 3}]}, "exclude"),
+                             ("{not json", "")]:  # fmt: skip
+            raw = bad.encode() if isinstance(bad, str) else json.dumps(bad).encode()
+            status, answer = post(f"{url}/invocations", raw)
+            assert 400 <= status < 500, (bad, status, answer)
+            assert message in answer.get("message", ""), answer
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    # a second run (another fusion method) is gated against production on the same test users
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["fusion"]["method"] = "weighted"
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = sh([str(Path(sys.executable).parent / "dvc"), "repro"], dest, env)
+    assert "Running stage 'register'" in out and "Running stage 'gate'" in out
+    second = json.loads((dest / "reports/gate.json").read_text())
+    assert second["version"] == "2" and second["champion"] == "1"
+    assert set(second["production"]) == set(second["candidate"])
+    recfusion(["registry", "promote", "2", "--to", "production", "--reason", "e2e"]
+              + ([] if second["passed"] else ["--force"]), dest, env)  # fmt: skip
+    assert "back on version 1" in recfusion(["registry", "rollback"], dest, env)
+    history = recfusion(["registry", "history"], dest, env)
+    assert history.count("production") >= 3, history
+    params["fusion"]["method"] = "cascade"
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def test_params_change_reruns_only_affected_stages(workspace) -> None:

@@ -175,3 +175,33 @@ def rollback(client: MlflowClient, name: str, tracking_uri: str, reason: str = "
         client.set_model_version_tag(name, target, STATUS, "production")
         client.set_model_version_tag(name, current, STATUS, "archived")
     return target
+
+
+def versions(client: MlflowClient, name: str,
+             metrics: tuple[str, ...] = ("ndcg_at_10", "recall_at_10", "coverage_at_10")
+             ) -> list[dict[str, str]]:  # fmt: skip
+    """One row per version, newest first: status, aliases, gate result, key run metrics."""
+    rows = []
+    for found in client.search_model_versions(f"name = '{name}'"):
+        mv = client.get_model_version(name, found.version)  # the search leaves aliases out
+        run = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
+        rows.append({
+            "version": str(mv.version),
+            "status": mv.tags.get(STATUS, "unknown"),
+            "aliases": ",".join(sorted(mv.aliases)) or "-",
+            "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(mv.creation_timestamp / 1000)),
+            "gate": {"true": "passed", "false": "failed"}.get(mv.tags.get("gate.passed", ""), "-"),
+            **{m: f"{run[m]:.4f}" if m in run else "-" for m in metrics},
+        })  # fmt: skip
+    return sorted(rows, key=lambda r: int(r["version"]), reverse=True)
+
+
+def format_table(rows: list[dict[str, str]]) -> str:
+    """Rows as an aligned plain-text table."""
+    if not rows:
+        return "(none)\n"
+    cols = list(rows[0])
+    width = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
+    lines = ["  ".join(c.ljust(width[c]) for c in cols).rstrip()]
+    lines += ["  ".join(str(r[c]).ljust(width[c]) for c in cols).rstrip() for r in rows]
+    return "\n".join(lines) + "\n"

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", required=True, help="comma-separated user ids")
     parser.add_argument("--requests", type=int, default=20)
     args = parser.parse_args(argv)
-    print(json.dumps(check(args.model_uri, args.users.split(","), args.requests)))
+    sys.stdout.write(json.dumps(check(args.model_uri, args.users.split(","), args.requests)) + "\n")
     return 0
 
 

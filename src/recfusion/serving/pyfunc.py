@@ -14,11 +14,14 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.models.model import ModelInfo
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.types.schema import Array, ColSpec, Schema
 
-from recfusion.serving.recommender import WORKSPACE_PARTS, Recommender
+from recfusion.serving.recommender import WORKSPACE_PARTS, Recommender, RequestError
 
 ARTIFACT = "workspace"
 MODEL_NAME_IN_RUN = "recommender"
@@ -42,15 +45,20 @@ PIP_REQUIREMENTS = ["mlflow", "tensorflow", "tf-keras", "tensorflow-recommenders
                     "numpy", "pandas", "pyarrow", "scipy", "pyyaml"]  # fmt: skip
 
 
-class RecfusionModel(mlflow.pyfunc.PythonModel):
+class RecfusionModel(PythonModel):
     """pyfunc wrapper: assembles the Recommender once per process and answers request tables."""
 
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         self.recommender = Recommender.load(Path(context.artifacts[ARTIFACT]))
 
     def predict(self, context: Any, model_input: pd.DataFrame,
                 params: dict[str, Any] | None = None) -> pd.DataFrame:  # fmt: skip
-        return self.recommender.recommend(model_input)
+        try:
+            return self.recommender.recommend(model_input)
+        except RequestError as e:
+            # an MlflowException reaches an HTTP client as a 400 with this message, any other
+            # error as a 400 with a generic one
+            raise MlflowException(str(e), error_code=INVALID_PARAMETER_VALUE) from e
 
 
 def snapshot_workspace(root: Path, dest: Path) -> Path:

@@ -110,9 +110,12 @@ def run(cfg: Config, root: Path) -> dict[str, Any]:
     card.write_text(model_card(cfg, report, tags), encoding="utf-8")
     exp = experiment_id(client, cfg, root)
     version = None
-    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(
-        experiment_id=exp, run_name=f"pipeline {tags['git.commit'][:8]}", tags=tags
-    ) as active:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        mlflow.start_run(
+            experiment_id=exp, run_name=f"pipeline {tags['git.commit'][:8]}", tags=tags
+        ) as active,
+    ):
         run_id = active.info.run_id
         try:
             mlflow.log_params(flat_params(cfg))

@@ -1,0 +1,102 @@
+"""Request parsing of the packaged recommender and the MLflow naming / lineage helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recfusion.registry.tracking import flat_params, lock_hashes, metric_name, run_metrics
+from recfusion.serving.recommender import Request, RequestError, parse_requests
+from tests.conftest import repo_config
+
+
+def test_parse_requests_accepts_optional_columns() -> None:
+    frame = pd.DataFrame({"user_id": [" u1 ", "u2"], "k": [3, 100], "query": [None, ""],
+                          "exclude": [["i1", "i2"], None]})  # fmt: skip
+    assert parse_requests(frame, 100) == [Request("u1", 3, ("i1", "i2")), Request("u2", 100, ())]
+    arrays = pd.DataFrame({"user_id": ["u"], "k": [np.int64(2)], "exclude": [np.array(["i"])]})
+    assert parse_requests(arrays, 10) == [Request("u", 2, ("i",))]
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (pd.DataFrame({"k": [3]}), "missing column 'user_id'"),
+        (pd.DataFrame({"user_id": ["u"]}), "missing column 'k'"),
+        (pd.DataFrame({"user_id": ["u"], "k": [3], "limit": [1]}), "unknown column 'limit'"),
+        (pd.DataFrame({"user_id": [""], "k": [3]}), "row 0: user_id must be a non-empty string"),
+        (pd.DataFrame({"user_id": [7], "k": [3]}), "user_id must be a non-empty string, got 7"),
+        (pd.DataFrame({"user_id": ["u", "v"], "k": [3, 0]}), "row 1: k must be an integer from 1"),
+        (pd.DataFrame({"user_id": ["u"], "k": [101]}), "from 1 to 100, got 101"),
+        (pd.DataFrame({"user_id": ["u"], "k": [2.5]}), "k must be an integer"),
+        (pd.DataFrame({"user_id": ["u"], "k": [True]}), "k must be an integer"),
+        (pd.DataFrame({"user_id": ["u"], "k": [3], "exclude": ["i1"]}), "exclude must be a list"),
+        (pd.DataFrame({"user_id": ["u"], "k": [3], "query": ["red shoes"]}), "search"),
+    ],
+)
+def test_parse_requests_refuses_malformed_rows(frame: pd.DataFrame, message: str) -> None:
+    with pytest.raises(RequestError, match=message):
+        parse_requests(frame, 100)
+
+
+def test_parse_requests_needs_a_table() -> None:
+    with pytest.raises(RequestError, match="expected a table"):
+        parse_requests({"user_id": "u"}, 10)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("ndcg@10", "ndcg_at_10"), ("fusion:cascade", "fusion.cascade"),
+     ("slice.age_band.50+", "slice.age_band.50plus"), ("age_band=<25", "age_band_lt25"),
+     ("a b/c-d.e", "a b/c-d.e")],
+)  # fmt: skip
+def test_metric_name_is_accepted_by_mlflow(name: str, expected: str) -> None:
+    from mlflow.utils.validation import _validate_metric_name
+
+    assert metric_name(name) == expected
+    _validate_metric_name(metric_name(name))
+
+
+def test_run_metrics_flatten_the_evaluation_report() -> None:
+    report = {
+        "packaged": "fusion:cascade",
+        "methods": {"fusion:cascade": {"ndcg@10": 0.11}, "source:ease": {"ndcg@10": 0.10}},
+        "slices": {"fusion:cascade": {"gender": {"groups": {"F": 0.12, "M": 0.1}, "gap": 0.02},
+                                      "long_tail_items": {"ndcg": 0.01}}},
+        "bootstrap_vs_best_source": {"fusion:cascade": {"ci_low": -0.002, "ci_high": 0.013}},
+    }  # fmt: skip
+    assert run_metrics(report) == {
+        "ndcg_at_10": 0.11, "fusion.cascade.ndcg_at_10": 0.11, "source.ease.ndcg_at_10": 0.10,
+        "slice.gender.F.ndcg_at_10": 0.12, "slice.gender.M.ndcg_at_10": 0.1,
+        "slice.gender.gap": 0.02, "slice.long_tail_items.ndcg_at_10": 0.01,
+        "gain_vs_best_source.low": -0.002, "gain_vs_best_source.high": 0.013,
+    }  # fmt: skip
+
+
+def test_flat_params_cover_every_section() -> None:
+    params = flat_params(repo_config())
+    assert params["fusion.method"] == "cascade"
+    assert params["registry.gate.floors.ndcg_at_10"] == "0.05"
+    assert {k.split(".")[0] for k in params} >= {"seed", "ingest", "train", "registry", "serving"}
+
+
+def test_lock_hashes_pick_data_and_model_outputs(tmp_path: Path) -> None:
+    lock = tmp_path / "dvc.lock"
+    lock.write_text("""schema: '2.0'
+stages:
+  prepare:
+    outs:
+    - path: data/prepared
+      md5: abc.dir
+    - path: reports/prepare.json
+      md5: zzz
+  fuse:
+    outs:
+    - path: models/fusion
+      md5: def.dir
+""")
+    assert lock_hashes(lock) == {"data/prepared": "abc.dir", "models/fusion": "def.dir"}
+    assert lock_hashes(tmp_path / "none.lock") == {}
