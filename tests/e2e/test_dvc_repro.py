@@ -176,10 +176,21 @@ def test_registry_gate_and_served_model(workspace) -> None:
         server.wait(timeout=30)
 
     # a second run (another fusion method) is gated against production on the same test users
+    # ... first with the tracking store unreachable: a clear failure, nothing registered
+    dvc = str(Path(sys.executable).parent / "dvc")
     params = yaml.safe_load((dest / "params.yaml").read_text())
     params["fusion"]["method"] = "weighted"
+    params["registry"]["tracking_uri"] = "http://127.0.0.1:9"
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    out = sh([str(Path(sys.executable).parent / "dvc"), "repro"], dest, env)
+    proc = subprocess.run([dvc, "repro"], cwd=dest, env=env, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "tracking store http://127.0.0.1:9 is unreachable" in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
+    params["registry"]["tracking_uri"] = "sqlite:///mlflow.db"
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    listed = recfusion(["registry", "list"], dest, env)
+    assert re.search(r"^1\s", listed, re.M) and not re.search(r"^2\s", listed, re.M)
+    out = sh([dvc, "repro"], dest, env)  # the retry
     assert "Running stage 'register'" in out and "Running stage 'gate'" in out
     second = json.loads((dest / "reports/gate.json").read_text())
     assert second["version"] == "2" and second["champion"] == "1"
