@@ -14,6 +14,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 # the UIs and the model server listen on loopback only
 HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
+PREFECT_PORT ?= 4200
 SERVE_PORT ?= 5001
 TRACKING_URI ?= sqlite:///mlflow.db
 
@@ -23,7 +24,7 @@ help:
 	@echo "make test       setup, then the whole test suite (unit, data, e2e)"
 	@echo "make test-fast  the suite without the slow end-to-end tests"
 	@echo "make lint       ruff and mypy"
-	@echo "make ui         the MLflow UI (runs, registry) on http://127.0.0.1:5000"
+	@echo "make ui         Prefect UI + deployments (http://127.0.0.1:4200) and MLflow UI (:5000)"
 	@echo "make serve      serve models:/recfusion@production on http://127.0.0.1:5001"
 	@echo "make lock       re-resolve requirements.lock from pyproject.toml"
 
@@ -49,13 +50,12 @@ test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: setup
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests flows benchmarks
+	$(BIN)/ruff format --check src tests flows benchmarks
 	$(BIN)/mypy
 
 ui: setup
-	@echo "MLflow UI (runs, registry, aliases): http://$(HOST):$(MLFLOW_PORT)   (Ctrl-C stops it)"
-	$(BIN)/mlflow server --backend-store-uri $(TRACKING_URI) --host $(HOST) --port $(MLFLOW_PORT) --workers 1
+	HOST=$(HOST) MLFLOW_PORT=$(MLFLOW_PORT) PREFECT_PORT=$(PREFECT_PORT) $(BIN)/python -m recfusion.orchestration.ui
 
 serve: setup
 	@echo "recfusion@production on http://$(HOST):$(SERVE_PORT)/invocations   (Ctrl-C stops it)"

@@ -28,15 +28,15 @@ def sh(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
     return proc.stdout + proc.stderr
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+def copy_repo(dest: Path) -> tuple[Path, dict[str, str]]:
+    """A git-initialised copy of the repository's files (no pipeline outputs) at the tiny size,
+    and the environment to run its tools in."""
     if not (REPO / ".git").exists():
         pytest.skip("needs the git checkout of recfusion")
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=REPO, capture_output=True, text=True, check=True,
     ).stdout.split("\0")  # fmt: skip
-    dest = tmp_path_factory.mktemp("repo")
     for name in filter(None, files):
         src = REPO / name
         if src.is_file() and not name.startswith(("data/raw", "data/prepared", "reports/")):
@@ -48,10 +48,17 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
                GIT_COMMITTER_EMAIL="t@t")  # fmt: skip
+    for var in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
+        os.environ.setdefault(var, env[var])  # `dvc exp save` commits from this process's children
     sh(["git", "init", "-q"], dest, env)
     sh(["git", "add", "-A"], dest, env)
     sh(["git", "commit", "-qm", "copy"], dest, env)
     return dest, env
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    return copy_repo(tmp_path_factory.mktemp("repo"))
 
 
 def test_repro_runs_every_stage_then_nothing(workspace) -> None:

@@ -44,7 +44,8 @@ class Move:
     previous: str | None
     reason: str
     forced: bool
-    kind: str = "move"  # "rollback" undoes the production move before it
+    kind: str = "move"  # "rollback" undoes the production move before it; "review-rejected"
+    # records a reviewer's refusal (no alias moved)
 
 
 @contextmanager
@@ -84,12 +85,12 @@ def _record(client: MlflowClient, name: str, move: Move) -> None:
 
 
 def _move(client: MlflowClient, name: str, alias: str, version: str, reason: str,
-          forced: bool = False, kind: str = "move") -> str | None:  # fmt: skip
+          forced: bool = False, kind: str = "move", user: str | None = None) -> str | None:  # fmt: skip
     """Points `alias` at `version`, records the move; returns the previous holder."""
     previous = holder(client, name, alias)
     client.set_registered_model_alias(name, alias, version)
-    _record(client, name, Move(time.time(), getpass.getuser(), alias, version, previous, reason,
-                               forced, kind))  # fmt: skip
+    _record(client, name, Move(time.time(), user or getpass.getuser(), alias, version, previous,
+                               reason, forced, kind))  # fmt: skip
     return previous
 
 
@@ -102,7 +103,7 @@ def production_line(moves: list[Move]) -> list[str]:
             continue
         if m.kind == "rollback":
             line.pop()
-        else:
+        elif m.kind == "move":
             line.append(m.version)
     return line
 
@@ -119,8 +120,18 @@ def reject(client: MlflowClient, name: str, version: str, reason: str) -> None:
     client.set_model_version_tag(name, version, "rejected_reason", reason[:4900])
 
 
+def review_reject(client: MlflowClient, name: str, version: str, reason: str, tracking_uri: str,
+                  user: str | None = None) -> None:  # fmt: skip
+    """A reviewer refused `version` for production: status rejected, recorded in the history."""
+    with registry_lock(tracking_uri):
+        reject(client, name, version, f"review: {reason}")
+        _record(client, name, Move(time.time(), user or getpass.getuser(), "production", version,
+                                   holder(client, name, "production"), reason, False,
+                                   "review-rejected"))  # fmt: skip
+
+
 def promote(client: MlflowClient, name: str, version: str, to: str, reason: str,
-            tracking_uri: str, force: bool = False) -> str | None:  # fmt: skip
+            tracking_uri: str, force: bool = False, user: str | None = None) -> str | None:  # fmt: skip
     """Moves alias `to` (staging or production) onto `version`.
 
     Promotion to production archives the previous holder and takes the staging alias off the
@@ -143,7 +154,8 @@ def promote(client: MlflowClient, name: str, version: str, to: str, reason: str,
             why = client.get_model_version(name, version).tags.get("rejected_reason", "")
             raise RegistryError(f"version {version} failed the gate ({why}); use --force "
                                 "--reason '...' to override, which is recorded")  # fmt: skip
-        previous = _move(client, name, to, version, reason or f"promoted to {to}", force)
+        previous = _move(client, name, to, version, reason or f"promoted to {to}", force,
+                         user=user)  # fmt: skip
         client.set_model_version_tag(name, version, STATUS, to)
         if force:
             client.set_model_version_tag(name, version, "override_reason", reason)

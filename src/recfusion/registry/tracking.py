@@ -29,6 +29,16 @@ class TrackingUnavailable(RuntimeError):
     """The tracking store cannot be reached; nothing was logged or registered."""
 
 
+def resolve_uri(tracking_uri: str, root: Path) -> str:
+    """A relative SQLite store (sqlite:///mlflow.db) made absolute under project `root`; other
+    URIs unchanged. Stages run in the project root; a flow or server may not."""
+    if tracking_uri.startswith("sqlite:///"):
+        path = Path(tracking_uri.removeprefix("sqlite:///"))
+        if not path.is_absolute():
+            return f"sqlite:///{(root / path).resolve()}"
+    return tracking_uri
+
+
 def connect(tracking_uri: str) -> MlflowClient:
     """A client for `tracking_uri`, checked by one cheap request.
 

@@ -1,0 +1,122 @@
+"""Training flow: one Prefect task per dvc.yaml stage, in dvc.yaml's order.
+
+Each task runs `dvc repro --single-item STAGE` (recfusion.orchestration.dvc_stage), so DVC
+decides what is stale and records the run in dvc.lock exactly as `dvc repro` does. The form's
+fields override params.yaml for this run only; a run with overrides is saved as a DVC
+experiment named after the flow run (`dvc exp show`, `dvc exp apply NAME` to reproduce).
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NONE
+from prefect.runtime import flow_run
+
+from recfusion.cli import pipeline_stages
+from recfusion.data.io import read_json
+from recfusion.orchestration import reports
+from recfusion.orchestration.dvc_stage import StageFailed, pipeline_lock, run_stage, stage_env
+from recfusion.orchestration.overrides import flatten, overridden_params, training_overrides
+
+# where a retry can help: reading input files, the tracking store
+RETRIES = {"ingest": 1, "register": 2, "gate": 2}
+MLFLOW_UI = os.environ.get("RECFUSION_MLFLOW_UI", "http://127.0.0.1:5000")
+
+
+def project_dir() -> Path:
+    """The checkout the flow runs in: RECFUSION_PROJECT_DIR, else the one holding this file."""
+    return Path(os.environ.get("RECFUSION_PROJECT_DIR", Path(__file__).resolve().parents[1]))
+
+
+@task(cache_policy=NONE, task_run_name="{name}")
+def stage(root: Path, name: str, env: dict[str, str]) -> bool:
+    """One pipeline stage through DVC; its output streams into the task's log."""
+    return run_stage(root, name, env, get_run_logger().info)
+
+
+def publish_validation(root: Path) -> None:
+    for part in ("raw", "prepared"):
+        folder = root / "reports" / "validation" / part
+        if (folder / "summary.json").is_file():
+            create_table_artifact(reports.validation_rows(read_json(folder / "summary.json"), folder),
+                                  key=f"validation-{part}",
+                                  description=f"GX result per suite ({part}); Data Docs: "
+                                              f"{(folder / 'index.html').resolve().as_uri()}")  # fmt: skip
+
+
+def publish_results(root: Path) -> None:
+    gate = read_json(root / "reports" / "gate.json")
+    register = read_json(root / "reports" / "register.json")
+    create_table_artifact(reports.metric_rows(gate), key="evaluation-metrics",
+                          description="test metrics of the candidate vs production")  # fmt: skip
+    gate_md = (root / "reports" / "gate.md").read_text(encoding="utf-8")
+    create_markdown_artifact(reports.gate_markdown(gate, gate_md), key="gate-decision")
+    links = reports.mlflow_links(register, MLFLOW_UI)
+    create_link_artifact(links["run"], "MLflow run", key="mlflow-run")
+    create_link_artifact(links["version"], f"{register['model_name']} version {register['version']}",
+                         key="model-version")  # fmt: skip
+    create_link_artifact((root / "reports" / "evaluation.html").resolve().as_uri(),
+                         "evaluation report", key="evaluation-report")  # fmt: skip
+
+
+def save_experiment(root: Path, env: dict[str, str], name: str, overrides: dict) -> None:
+    dvc = str(Path(sys.executable).parent / "dvc")
+    message = "flow overrides: " + ", ".join(f"{k}={v}" for k, v in flatten(overrides).items())
+    done = subprocess.run([dvc, "exp", "save", "-f", "-n", name, "-m", message], cwd=root,
+                          env=env, capture_output=True, text=True)  # fmt: skip
+    log = get_run_logger()
+    if done.returncode == 0:
+        log.info("saved as DVC experiment %s (%s)", name, message)
+    else:  # the run itself succeeded; say why it is not recorded as an experiment
+        log.warning("could not save DVC experiment %s: %s", name, done.stderr.strip()[-500:])
+
+
+@flow(name="recfusion-training")
+def training(
+    source: Literal["synthetic", "movielens", "files"] | None = None,
+    size: Literal["tiny", "small", "medium", "large", "xl"] | None = None,
+    epochs: int | None = None,
+    embedding_dim: int | None = None,
+    fusion_method: Literal["weighted", "rrf", "borda", "stacking", "cascade"] | None = None,
+    auto_promote: Literal["staging", "production"] | None = None,
+    min_ndcg_at_10: float | None = None,
+    max_ndcg_drop: float | None = None,
+    require_significant_gain: bool | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The whole pipeline, stage by stage. Empty fields keep params.yaml's value; `overrides`
+    takes any other params.yaml key, nested as in the file."""
+    root = project_dir()
+    wanted = training_overrides(source, size, epochs, embedding_dim, fusion_method, auto_promote,
+                                min_ndcg_at_10, max_ndcg_drop, require_significant_gain, overrides)  # fmt: skip
+    log = get_run_logger()
+    log.info("project %s; overrides %s", root, flatten(wanted) or "none")
+    env = stage_env({"RECFUSION_FLOW_RUN_ID": str(flow_run.id or "")})
+    with pipeline_lock(root), overridden_params(root / "params.yaml", wanted):
+        ran = []
+        for name in pipeline_stages(root / "dvc.yaml"):
+            task_ = stage.with_options(retries=RETRIES.get(name, 0), retry_delay_seconds=5)
+            try:
+                if task_(root, name, env):
+                    ran.append(name)
+            except StageFailed:
+                if name.startswith("validate"):
+                    publish_validation(root)  # show what failed before failing the run
+                raise
+            if name == "validate_prepared":
+                publish_validation(root)
+        publish_results(root)
+        if wanted:
+            save_experiment(root, env, str(flow_run.name or "flow-run"), wanted)
+    gate = read_json(root / "reports" / "gate.json")
+    return {"ran": ran, "version": gate["version"], "outcome": gate["outcome"],
+            "overrides": flatten(wanted)}  # fmt: skip
+
+
+if __name__ == "__main__":
+    training()

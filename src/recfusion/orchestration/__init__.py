@@ -1,0 +1,1 @@
+"""What the Prefect flows (flows/) use: run overrides, running DVC stages, report tables."""

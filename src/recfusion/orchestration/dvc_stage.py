@@ -1,0 +1,87 @@
+"""Running one DVC stage from an orchestrator: `dvc repro --single-item NAME`, so DVC decides
+whether it is stale and records what it ran in dvc.lock, exactly as a `dvc repro` would.
+
+A file lock keeps two orchestrated runs out of one checkout; DVC's own lock also refuses a
+`dvc repro` started by hand meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+LOCK_FILE = Path(".recfusion/pipeline.lock")
+
+
+class StageFailed(RuntimeError):
+    """A stage exited non-zero; the message carries the end of its output."""
+
+
+class PipelineBusy(RuntimeError):
+    """Another orchestrated run holds this checkout."""
+
+
+@contextmanager
+def pipeline_lock(root: Path) -> Iterator[None]:
+    """Holds the checkout for one run.
+
+    Raises:
+        PipelineBusy: another run holds it (runs are queued by the deployment's concurrency
+            limit; this is the guard for runs started any other way).
+    """
+    path = root / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout as e:
+        raise PipelineBusy(f"another pipeline run is using {root} (lock {path}); wait for it "
+                           "to finish, or run in another clone") from e  # fmt: skip
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def stage_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a stage: this interpreter's bin first on PATH (dvc.yaml calls
+    `python -m recfusion.stages.*`), plus `extra`."""
+    bin_dir = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            **(extra or {})}  # fmt: skip
+
+
+def run_stage(root: Path, name: str, env: Mapping[str, str], log: Callable[[str], None]) -> bool:
+    """Runs stage `name` through DVC, passing every output line to `log` as it comes.
+
+    Returns:
+        True if the stage ran, False if DVC found it up to date.
+
+    Raises:
+        StageFailed: the stage (or DVC) failed.
+    """
+    dvc = str(Path(sys.executable).parent / "dvc")
+    cmd = [dvc, "repro", "--single-item", name]
+    tail: deque[str] = deque(maxlen=25)
+    ran = False
+    with subprocess.Popen(cmd, cwd=root, env=dict(env), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:  # fmt: skip
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip()
+            if not line or line.startswith(("I0000", "WARNING: All log messages")):
+                continue  # TensorFlow's start-up chatter
+            ran = ran or line.startswith(f"Running stage '{name}'")
+            tail.append(line)
+            log(line)
+        code = proc.wait()
+    if code != 0:
+        raise StageFailed(f"stage '{name}' failed (exit {code}):\n" + "\n".join(tail))
+    return ran

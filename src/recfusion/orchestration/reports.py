@@ -1,0 +1,67 @@
+"""Tables and links for the orchestrator's UI, built from the pipeline's report files."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+def validation_rows(summary: Mapping[str, Any], docs_dir: Path) -> list[dict[str, Any]]:
+    """One row per GX suite: success, expectations failed, rows in / clean / quarantined, and a
+    file link to the suite's Data Docs page."""
+    rows = []
+    for suite, s in summary["suites"].items():
+        page = docs_dir / s["docs"] if s.get("docs") else docs_dir / "index.html"
+        rows.append({
+            "suite": suite,
+            "success": bool(s["success"]),
+            "failed expectations": ", ".join(f["expectation"] for f in s.get("failed", [])) or "-",
+            "rows in": s.get("rows_in", "-"),
+            "clean": s.get("rows_clean", "-"),
+            "quarantined": s.get("rows_quarantined", "-"),
+            "data docs": page.resolve().as_uri(),
+        })  # fmt: skip
+    return rows
+
+
+def metric_rows(gate: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per metric: the candidate, production on the same test users, and the delta."""
+    production = gate.get("production") or {}
+    rows = []
+    for metric, value in gate["candidate"].items():
+        old = production.get(metric)
+        rows.append({"metric": metric, "candidate": round(value, 4),
+                     "production": "-" if old is None else round(old, 4),
+                     "delta": "-" if old is None else round(value - old, 4)})  # fmt: skip
+    return rows
+
+
+def gate_markdown(gate: Mapping[str, Any], report: str) -> str:
+    """The gate's outcome first, then the full gate report."""
+    verdict = "passed" if gate["passed"] else "was REJECTED"
+    head = f"**Version {gate['version']} {verdict}** -> `{gate['outcome']}`"
+    reasons = "".join(f"\n- {r}" for r in gate.get("reasons", []))
+    return f"{head}{reasons}\n\n{report}"
+
+
+def mlflow_links(register: Mapping[str, Any], ui: str) -> dict[str, str]:
+    """Links into the MLflow UI for the run and the registered version."""
+    ui = ui.rstrip("/")
+    return {
+        "run": f"{ui}/#/experiments/{register['experiment_id']}/runs/{register['run_id']}",
+        "version": f"{ui}/#/models/{register['model_name']}/versions/{register['version']}",
+    }
+
+
+def review_markdown(name: str, version: str, tags: Mapping[str, str]) -> str:
+    """What a reviewer reads: the gate's checks (from the version's tags) and its lineage."""
+    checks = [tags[k] for k in sorted(tags) if k.startswith("gate.check.")]
+    lineage = [f"- {k}: {tags[k]}" for k in sorted(tags)
+               if k.startswith(("git.", "data.", "gx.", "dvc."))]  # fmt: skip
+    return "\n".join([
+        f"# Review {name} version {version}",
+        f"Gate: **{'passed' if tags.get('gate.passed') == 'true' else 'not passed'}**", "",
+        *[f"- {c}" for c in checks], "", "## Lineage", *lineage, "",
+        "Resume this run with `approve` true or false, a comment and your name.",
+    ])  # fmt: skip

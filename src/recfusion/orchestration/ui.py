@@ -1,0 +1,117 @@
+"""`make ui`: a Prefect server, an MLflow server and the process serving the flow deployments,
+all bound to 127.0.0.1; Ctrl-C stops all three.
+
+Prefect keeps its database under .recfusion/prefect (PREFECT_HOME), MLflow uses the
+tracking store of params.yaml.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from recfusion.config import load_config
+from recfusion.logs import setup_logging
+
+log = logging.getLogger(__name__)
+HOST = os.environ.get("HOST", "127.0.0.1")
+PREFECT_PORT = int(os.environ.get("PREFECT_PORT", "4200"))
+MLFLOW_PORT = int(os.environ.get("MLFLOW_PORT", "5000"))
+STARTUP_TIMEOUT_S = 180  # the Prefect server takes about a minute to start on 2 cores
+
+
+def prefect_env(root: Path) -> dict[str, str]:
+    """The environment every Prefect process of the UI shares."""
+    api = f"http://{HOST}:{PREFECT_PORT}/api"
+    bin_dir = str(Path(sys.executable).parent)
+    return {**os.environ, "PREFECT_HOME": str(root / ".recfusion" / "prefect"),
+            "PREFECT_API_URL": api, "PREFECT_UI_API_URL": api,
+            "PREFECT_SERVER_API_HOST": HOST, "PREFECT_SERVER_API_PORT": str(PREFECT_PORT),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "RECFUSION_MLFLOW_UI": f"http://{HOST}:{MLFLOW_PORT}",
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
+
+
+def wait_for(url: str, timeout: float, procs: list[subprocess.Popen]) -> None:
+    """Polls `url` until it answers 200.
+
+    Raises:
+        RuntimeError: a process died or the URL did not answer in time.
+    """
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for p in procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"{p.args!r} exited with {p.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(2)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex((HOST, port)) != 0
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops the children like Ctrl-C does
+
+
+def main() -> int:
+    setup_logging()
+    root = Path.cwd()
+    busy = [p for p in (PREFECT_PORT, MLFLOW_PORT) if not port_free(p)]
+    if busy:
+        log.error("port %s on %s is in use (another `make ui`?); stop it or set PREFECT_PORT / "
+                  "MLFLOW_PORT", busy[0], HOST)  # fmt: skip
+        return 1
+    signal.signal(signal.SIGTERM, _stop)
+    tracking = load_config(root / "params.yaml").registry.tracking_uri
+    env = prefect_env(root)
+    Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+    bin_dir = Path(sys.executable).parent
+    procs = [
+        subprocess.Popen([str(bin_dir / "prefect"), "server", "start", "--host", HOST,
+                          "--port", str(PREFECT_PORT)], env=env),
+        subprocess.Popen([str(bin_dir / "mlflow"), "server", "--backend-store-uri", tracking,
+                          "--host", HOST, "--port", str(MLFLOW_PORT), "--workers", "1"], env=env),
+    ]  # fmt: skip
+    try:
+        log.info("starting the Prefect and MLflow servers (up to %d s)...", STARTUP_TIMEOUT_S)
+        wait_for(f"{env['PREFECT_API_URL']}/health", STARTUP_TIMEOUT_S, procs)
+        wait_for(f"http://{HOST}:{MLFLOW_PORT}/health", STARTUP_TIMEOUT_S, procs)
+        procs.append(subprocess.Popen([sys.executable, "-m", "flows.serve"], env=env, cwd=root))
+        log.info("Prefect UI: http://%s:%d  (deployments: recfusion-training/train, "
+                 "recfusion-promotion/promote, recfusion-training/retrain-weekly)", HOST,
+                 PREFECT_PORT)  # fmt: skip
+        log.info("MLflow UI:  http://%s:%d   Ctrl-C stops everything", HOST, MLFLOW_PORT)
+        while all(p.poll() is None for p in procs):
+            time.sleep(1)
+        log.error("a UI process exited; stopping the others")
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for p in reversed(procs):  # the deployments first, while the Prefect server still answers
+            p.terminate()
+        for p in reversed(procs):
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""The orchestration helpers: form fields -> params override, the override applied for one run
+and put back, the checkout lock, and the UI tables."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from recfusion.config import ConfigError
+from recfusion.orchestration import reports
+from recfusion.orchestration.dvc_stage import PipelineBusy, pipeline_lock
+from recfusion.orchestration.overrides import flatten, overridden_params, training_overrides
+from recfusion.registry.tracking import resolve_uri
+from tests.conftest import PARAMS
+
+
+def test_form_fields_become_a_nested_override() -> None:
+    out = training_overrides(size="tiny", epochs=3, fusion_method="weighted",
+                             min_ndcg_at_10=0.07, require_significant_gain=False,
+                             extra={"seed": 7, "fusion": {"per_source": 50}})  # fmt: skip
+    assert out == {
+        "seed": 7,
+        "ingest": {"synthetic": {"size": "tiny"}},
+        "train": {"retrieval": {"epochs": 3}},
+        "fusion": {"per_source": 50, "method": "weighted"},
+        "registry": {"gate": {"floors": {"ndcg@10": 0.07}, "require_significant_gain": False}},
+    }
+    assert training_overrides() == {}
+    assert flatten(out)["registry.gate.floors.ndcg@10"] == 0.07
+
+
+def test_override_is_applied_for_the_run_then_put_back(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    shutil.copy(PARAMS, params)
+    before = params.read_text()
+    with overridden_params(params, {"fusion": {"method": "rrf"}}) as cfg:
+        assert cfg.fusion.method == "rrf"
+        during = params.read_text()
+        assert yaml.safe_load(during)["fusion"]["method"] == "rrf"
+        assert "# the packaged recommender" in during  # comments survive the edit
+    assert params.read_text() == before
+
+
+def test_bad_override_fails_before_touching_params(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    shutil.copy(PARAMS, params)
+    before = params.read_text()
+    with (pytest.raises(ConfigError, match="fusion.methd"),
+          overridden_params(params, {"fusion": {"methd": "rrf"}})):  # fmt: skip
+        pass
+    with (pytest.raises(ConfigError, match="must be one of"),
+          overridden_params(params, {"fusion": {"method": "magic"}})):  # fmt: skip
+        pass
+    assert params.read_text() == before
+
+
+def test_params_are_put_back_when_the_run_fails(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    shutil.copy(PARAMS, params)
+    before = params.read_text()
+    with pytest.raises(RuntimeError, match="stage failed"), overridden_params(params, {"seed": 1}):
+        raise RuntimeError("stage failed")
+    assert params.read_text() == before
+
+
+def test_second_run_in_one_checkout_is_refused(tmp_path: Path) -> None:
+    with (pipeline_lock(tmp_path), pytest.raises(PipelineBusy, match="another pipeline run"),
+          pipeline_lock(tmp_path)):  # fmt: skip
+        pass
+    with pipeline_lock(tmp_path):  # released after the first run
+        pass
+
+
+def test_report_tables() -> None:
+    summary = {"suites": {"events": {"success": False, "docs": "validations/e.html",
+                                     "failed": [{"expectation": "in_set(event_type)"}],
+                                     "rows_in": 10, "rows_clean": 8, "rows_quarantined": 2}}}  # fmt: skip
+    (row,) = reports.validation_rows(summary, Path("/r/raw"))
+    assert row["failed expectations"] == "in_set(event_type)" and row["quarantined"] == 2
+    assert row["data docs"] == "file:///r/raw/validations/e.html"
+    gate = {"version": "2", "passed": False, "outcome": "rejected", "reasons": ["drop ndcg@10"],
+            "candidate": {"ndcg@10": 0.1, "recall@10": 0.2},
+            "production": {"ndcg@10": 0.12, "recall@10": 0.2}}  # fmt: skip
+    rows = reports.metric_rows(gate)
+    assert rows[0] == {"metric": "ndcg@10", "candidate": 0.1, "production": 0.12, "delta": -0.02}
+    assert reports.metric_rows({**gate, "production": None})[0]["delta"] == "-"
+    assert reports.gate_markdown(gate, "# report").startswith(
+        "**Version 2 was REJECTED** -> `rejected`\n- drop ndcg@10")  # fmt: skip
+    links = reports.mlflow_links({"experiment_id": "1", "run_id": "abc", "model_name": "m",
+                                  "version": "3"}, "http://127.0.0.1:5000/")  # fmt: skip
+    assert links == {"run": "http://127.0.0.1:5000/#/experiments/1/runs/abc",
+                     "version": "http://127.0.0.1:5000/#/models/m/versions/3"}  # fmt: skip
+
+
+def test_relative_sqlite_store_resolves_under_the_project(tmp_path: Path) -> None:
+    assert resolve_uri("sqlite:///mlflow.db", tmp_path) == f"sqlite:///{tmp_path}/mlflow.db"
+    assert resolve_uri("sqlite:////abs/m.db", tmp_path) == "sqlite:////abs/m.db"
+    assert resolve_uri("http://127.0.0.1:5000", tmp_path) == "http://127.0.0.1:5000"
