@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -27,11 +28,10 @@ def project(tmp_path_factory: pytest.TempPathFactory):
     from prefect.testing.utilities import prefect_test_harness
 
     dest, env = copy_repo(tmp_path_factory.mktemp("flows"))
-    saved = {k: __import__("os").environ.get(k) for k in ("RECFUSION_PROJECT_DIR", "PATH")}
-    import os
-
+    saved = {k: os.environ.get(k) for k in ("RECFUSION_PROJECT_DIR", "PATH")}
     os.environ["RECFUSION_PROJECT_DIR"] = str(dest)
     os.environ["PATH"] = env["PATH"]
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline machine
     with prefect_test_harness(server_startup_timeout=180):
         yield dest
     for k, v in saved.items():
