@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -67,6 +69,13 @@ async def artifacts_of(flow_run_id) -> dict[str, object]:
     return {a.key: a.data for a in found}
 
 
+async def flow_run_name(flow_run_id) -> str:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        return (await client.read_flow_run(flow_run_id)).name
+
+
 async def task_names(flow_run_id) -> list[str]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -96,8 +105,13 @@ def test_training_flow_runs_every_stage_and_publishes_reports(project: Path) -> 
     assert all(r["data docs"].startswith("file://") for r in table)
     assert "Version 1 passed" in str(arts["gate-decision"])
     assert "/#/models/recfusion/versions/1" in str(arts["model-version"])
-    # the overrides were for this run only, and the run is a DVC experiment
+    # the overrides were for this run only, and the run is a DVC experiment named after it
     assert (project / "params.yaml").read_text() == params_before
+    name = asyncio.run(flow_run_name(state.state_details.flow_run_id))
+    dvc = str(Path(sys.executable).parent / "dvc")
+    listed = subprocess.run([dvc, "exp", "list", "--all-commits"], cwd=project,
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert name in listed, listed
     tags = registry(project).get_model_version("recfusion", "1").tags
     assert tags["prefect.flow_run_id"] == str(state.state_details.flow_run_id)
 

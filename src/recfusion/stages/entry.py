@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from recfusion.config import DEFAULT_PARAMS, Config, load_config
@@ -25,6 +26,16 @@ def stage_config(description: str | None, argv: list[str] | None) -> Config:
     args = parser.parse_args(argv)
     setup_logging()
     return load_config(args.params)
+
+
+@contextmanager
+def stops_on(error: type[Exception], consequence: str) -> Iterator[None]:
+    """Turns `error` (e.g. an unreachable tracking store) into a StageStopped that says what it
+    means for the run: "<error>; <consequence>"."""
+    try:
+        yield
+    except error as e:
+        raise StageStopped(f"{e}; {consequence}") from e
 
 
 def guarded(main: Callable[[], int]) -> int:

@@ -36,7 +36,7 @@ from recfusion.registry.tracking import TrackingUnavailable, connect, metric_nam
 from recfusion.serving.probe import probe
 from recfusion.serving.pyfunc import local_workspace
 from recfusion.serving.recommender import Recommender
-from recfusion.stages.entry import StageStopped, guarded, stage_config
+from recfusion.stages.entry import guarded, stage_config, stops_on
 
 log = logging.getLogger(__name__)
 EVAL_HISTORY = ("train", "val")
@@ -140,12 +140,8 @@ def run(cfg: Config, root: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = stage_config(__doc__, argv)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    try:
-        result = run(cfg, Path("."))
-    except TrackingUnavailable as e:
-        raise StageStopped(f"gate: {e}; no alias was moved, retry when it is back") from e
-    write_json(result, REPORTS_DIR / "gate.json")
+    with stops_on(TrackingUnavailable, "no alias was moved, retry when it is back"):
+        write_json(run(cfg, Path(".")), REPORTS_DIR / "gate.json")
     return 0
 
 

@@ -16,7 +16,6 @@ created deletes that version again, so a retry starts clean.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -39,7 +38,7 @@ from recfusion.registry.tracking import (
     run_metrics,
 )
 from recfusion.serving.pyfunc import log_recommender, snapshot_workspace
-from recfusion.stages.entry import StageStopped, guarded, stage_config
+from recfusion.stages.entry import guarded, stage_config, stops_on
 
 log = logging.getLogger(__name__)
 ARTIFACTS_DIR = Path("mlartifacts")  # run artifacts of a SQLite store, next to mlflow.db
@@ -143,12 +142,8 @@ def run(cfg: Config, root: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = stage_config(__doc__, argv)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    try:
-        result = run(cfg, Path("."))
-    except TrackingUnavailable as e:
-        raise StageStopped(f"register: {e}; nothing was registered, retry when it is back") from e
-    write_json(result, REPORTS_DIR / "register.json")
+    with stops_on(TrackingUnavailable, "nothing was registered, retry when it is back"):
+        write_json(run(cfg, Path(".")), REPORTS_DIR / "register.json")
     return 0
 
 
