@@ -89,8 +89,21 @@ def training(
     require_significant_gain: bool | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The whole pipeline, stage by stage. Empty fields keep params.yaml's value; `overrides`
-    takes any other params.yaml key, nested as in the file."""
+    """The whole pipeline, stage by stage. Empty fields keep params.yaml's value.
+
+    Args:
+        source: where the data comes from (ingest.source).
+        size: size of the built-in synthetic shop (ingest.synthetic.size).
+        epochs: most epochs of the two-tower retrieval model (train.retrieval.epochs).
+        embedding_dim: size of the user and item embeddings (train.retrieval.embedding_dim).
+        fusion_method: the packaged recommender's fusion (fusion.method).
+        auto_promote: where a candidate that passes the gate goes (registry.gate.auto_promote).
+        min_ndcg_at_10: the gate's floor on NDCG@10 (registry.gate.floors).
+        max_ndcg_drop: the largest NDCG@10 drop against production (registry.gate.max_drop).
+        require_significant_gain: the gate demands a bootstrap gain above zero.
+        overrides: any other params.yaml keys, nested as in the file,
+            e.g. {"fusion": {"per_source": 50}}.
+    """
     root = project_dir()
     wanted = training_overrides(source, size, epochs, embedding_dim, fusion_method, auto_promote,
                                 min_ndcg_at_10, max_ndcg_drop, require_significant_gain, overrides)  # fmt: skip
