@@ -2,15 +2,13 @@
 `production` (approve) or mark the version rejected (reject). Both land in the registry history
 (`recfusion registry history`)."""
 
-import os
-from pathlib import Path
-
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
 from recfusion.config import load_config
+from recfusion.orchestration.dvc_stage import project_dir
 from recfusion.orchestration.reports import review_markdown
 from recfusion.registry import moves
 from recfusion.registry.tracking import connect, resolve_uri
@@ -20,10 +18,6 @@ class Review(RunInput):
     approve: bool  # true: into production; false: reject the version
     comment: str = ""  # why (recorded in the registry history)
     reviewer: str = ""  # who decides (recorded; defaults to the account running the flow)
-
-
-def project_dir() -> Path:
-    return Path(os.environ.get("RECFUSION_PROJECT_DIR", Path(__file__).resolve().parents[1]))
 
 
 @flow(name="recfusion-promotion")

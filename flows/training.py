@@ -20,17 +20,18 @@ from prefect.runtime import flow_run
 from recfusion.cli import pipeline_stages
 from recfusion.data.io import read_json
 from recfusion.orchestration import reports
-from recfusion.orchestration.dvc_stage import StageFailed, pipeline_lock, run_stage, stage_env
+from recfusion.orchestration.dvc_stage import (
+    StageFailed,
+    pipeline_lock,
+    project_dir,
+    run_stage,
+    stage_env,
+)
 from recfusion.orchestration.overrides import flatten, overridden_params, training_overrides
 
 # where a retry can help: reading input files, the tracking store
 RETRIES = {"ingest": 1, "register": 2, "gate": 2}
 MLFLOW_UI = os.environ.get("RECFUSION_MLFLOW_UI", "http://127.0.0.1:5000")
-
-
-def project_dir() -> Path:
-    """The checkout the flow runs in: RECFUSION_PROJECT_DIR, else the one holding this file."""
-    return Path(os.environ.get("RECFUSION_PROJECT_DIR", Path(__file__).resolve().parents[1]))
 
 
 @task(cache_policy=NONE, task_run_name="{name}")

@@ -99,3 +99,20 @@ def test_relative_sqlite_store_resolves_under_the_project(tmp_path: Path) -> Non
     assert resolve_uri("sqlite:///mlflow.db", tmp_path) == f"sqlite:///{tmp_path}/mlflow.db"
     assert resolve_uri("sqlite:////abs/m.db", tmp_path) == "sqlite:////abs/m.db"
     assert resolve_uri("http://127.0.0.1:5000", tmp_path) == "http://127.0.0.1:5000"
+
+
+def test_project_dir_from_env_or_nearest_dvc_yaml(tmp_path: Path, monkeypatch) -> None:
+    from recfusion.orchestration.dvc_stage import project_dir
+
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "flows").mkdir()
+    monkeypatch.delenv("RECFUSION_PROJECT_DIR", raising=False)
+    monkeypatch.chdir(tmp_path / "flows")
+    assert project_dir() == tmp_path.resolve()
+    monkeypatch.setenv("RECFUSION_PROJECT_DIR", "/somewhere/else")
+    assert project_dir() == Path("/somewhere/else")
+    monkeypatch.delenv("RECFUSION_PROJECT_DIR")
+    monkeypatch.chdir(tmp_path.parent)
+    if not any((p / "dvc.yaml").is_file() for p in (tmp_path.parent, *tmp_path.parent.parents)):
+        with pytest.raises(FileNotFoundError, match="no dvc.yaml"):
+            project_dir()

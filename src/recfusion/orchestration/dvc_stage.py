@@ -50,6 +50,23 @@ def pipeline_lock(root: Path) -> Iterator[None]:
         lock.release()
 
 
+def project_dir() -> Path:
+    """The checkout a flow runs in: RECFUSION_PROJECT_DIR, else the nearest folder holding
+    dvc.yaml at or above the working directory (where `make ui` and its runners start).
+
+    Raises:
+        FileNotFoundError: no dvc.yaml there or above.
+    """
+    if os.environ.get("RECFUSION_PROJECT_DIR"):
+        return Path(os.environ["RECFUSION_PROJECT_DIR"])
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "dvc.yaml").is_file():
+            return folder
+    raise FileNotFoundError(f"no dvc.yaml in {here} or above: run from the recfusion checkout "
+                            "or set RECFUSION_PROJECT_DIR")  # fmt: skip
+
+
 def stage_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a stage: this interpreter's bin first on PATH (dvc.yaml calls
     `python -m recfusion.stages.*`), plus `extra`."""

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from recfusion.config import load_config
 from recfusion.logs import setup_logging
+from recfusion.orchestration.dvc_stage import stage_env
 
 log = logging.getLogger(__name__)
 HOST = os.environ.get("HOST", "127.0.0.1")
@@ -30,13 +31,11 @@ STARTUP_TIMEOUT_S = 180  # the Prefect server takes about a minute to start on 2
 def prefect_env(root: Path) -> dict[str, str]:
     """The environment every Prefect process of the UI shares."""
     api = f"http://{HOST}:{PREFECT_PORT}/api"
-    bin_dir = str(Path(sys.executable).parent)
-    return {**os.environ, "PREFECT_HOME": str(root / ".recfusion" / "prefect"),
-            "PREFECT_API_URL": api, "PREFECT_UI_API_URL": api,
-            "PREFECT_SERVER_API_HOST": HOST, "PREFECT_SERVER_API_PORT": str(PREFECT_PORT),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "RECFUSION_MLFLOW_UI": f"http://{HOST}:{MLFLOW_PORT}",
-            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
+    return stage_env({"PREFECT_HOME": str(root / ".recfusion" / "prefect"),
+                      "PREFECT_API_URL": api, "PREFECT_UI_API_URL": api,
+                      "PREFECT_SERVER_API_HOST": HOST, "PREFECT_SERVER_API_PORT": str(PREFECT_PORT),
+                      "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                      "RECFUSION_MLFLOW_UI": f"http://{HOST}:{MLFLOW_PORT}"})  # fmt: skip
 
 
 def wait_for(url: str, timeout: float, procs: list[subprocess.Popen]) -> None:
