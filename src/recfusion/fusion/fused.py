@@ -51,31 +51,42 @@ def fit_fusion(val: Period, cfg: FusionConfig, seed: int) -> FittedFusion:
 METHODS = ("weighted", "rrf", "borda", "stacking", "cascade")
 
 
-def rank_method(method: str, period: Period, fitted: FittedFusion, cfg: FusionConfig,
-                data: ModelData, item_embeddings: np.ndarray, purchased: list[np.ndarray], k: int,
-                stacked: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
-    """[U, k] top-k lists of one fusion method.
-
-    Args:
-        purchased: per candidate user, items the cascade's rules never recommend again.
-        stacked: the stacker's scores of the period, when already computed.
+def method_scores(method: str, period: Period, fitted: FittedFusion) -> np.ndarray:
+    """[U, C] the scores a fusion method orders the candidates by (the cascade re-ranks the
+    stacker's).
 
     Raises:
         ValueError: an unknown method.
     """
     c = period.candidates
     if method == "weighted":
-        return c.top(methods.weighted(c, fitted.weights), k)
+        return methods.weighted(c, fitted.weights)
     if method == "rrf":
-        return c.top(methods.rrf(c), k)
+        return methods.rrf(c)
     if method == "borda":
-        return c.top(methods.borda(c), k)
-    if method not in ("stacking", "cascade"):
-        raise ValueError(f"unknown fusion method '{method}' (methods: {', '.join(METHODS)})")
-    stacked = fitted.stack(period) if stacked is None else stacked
-    if method == "stacking":
-        return c.top(stacked, k)
-    ruled = apply_rules(c, stacked, data.catalog.in_stock, purchased)
+        return methods.borda(c)
+    if method in ("stacking", "cascade"):
+        return fitted.stack(period)
+    raise ValueError(f"unknown fusion method '{method}' (methods: {', '.join(METHODS)})")
+
+
+def rank_method(method: str, period: Period, fitted: FittedFusion, cfg: FusionConfig,
+                data: ModelData, item_embeddings: np.ndarray, purchased: list[np.ndarray], k: int,
+                scores: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """[U, k] top-k lists of one fusion method.
+
+    Args:
+        purchased: per candidate user, items the cascade's rules never recommend again.
+        scores: the method's `method_scores`, when already computed.
+
+    Raises:
+        ValueError: an unknown method.
+    """
+    scores = method_scores(method, period, fitted) if scores is None else scores
+    c = period.candidates
+    if method != "cascade":
+        return c.top(scores, k)
+    ruled = apply_rules(c, scores, data.catalog.in_stock, purchased)
     return mmr_rerank(c, ruled, item_embeddings, data.catalog.brand, k, cfg.cascade.diversity,
                       cfg.cascade.max_per_brand, max(cfg.cascade.pool, k))  # fmt: skip
 
@@ -88,8 +99,9 @@ def rank_all(period: Period, fitted: FittedFusion, cfg: FusionConfig, data: Mode
     out = {f"source:{n}": source_ranking(c, n, k) for n in c.scores}
     stacked = fitted.stack(period)
     for m in METHODS:
+        scores = stacked if m in ("stacking", "cascade") else None
         out[f"fusion:{m}"] = rank_method(m, period, fitted, cfg, data, item_embeddings, purchased,
-                                         k, stacked)  # fmt: skip
+                                         k, scores)  # fmt: skip
     return out
 
 

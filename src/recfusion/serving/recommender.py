@@ -21,9 +21,8 @@ import numpy as np
 import pandas as pd
 
 from recfusion.config import Config, load_config
-from recfusion.fusion import methods
 from recfusion.fusion.assemble import fit_with_sub_models, load_retrieval, purchases
-from recfusion.fusion.fused import FittedFusion, rank_method, reasons
+from recfusion.fusion.fused import FittedFusion, method_scores, rank_method, reasons
 from recfusion.fusion.period import FittedSources, Period
 from recfusion.fusion.sources import REASONS
 from recfusion.models.dataset import ModelData, build_model_data, read_prepared
@@ -157,11 +156,10 @@ class Recommender:
         exclude = [np.union1d(s, self._excluded(r)) for s, r in zip(seen, requests, strict=True)]
         cands, extra = self.sources.candidates(rows, exclude, fc.per_source)
         period = Period(self.sources.history, self.sources.sources, cands, [], extra)
-        scores = self._scores(fc.method, period)
+        scores = method_scores(fc.method, period, self.fusion)
         k = max(r.k for r in requests)
-        stacked = scores if fc.method in ("stacking", "cascade") else None
         top = rank_method(fc.method, period, self.fusion, fc, self.data, self.item_embeddings,
-                          [self.purchased[r] for r in rows], k, stacked)  # fmt: skip
+                          [self.purchased[r] for r in rows], k, scores)  # fmt: skip
         out = []
         for u, request in enumerate(requests):
             items = top[u, : request.k]
@@ -170,16 +168,6 @@ class Recommender:
             why = [text for _, text in reasons(period, u, items)]
             out.append(self._answer(request, items, scores[u, slots], why))
         return out
-
-    def _scores(self, method: str, period: Period) -> np.ndarray:
-        c = period.candidates
-        if method == "weighted":
-            return methods.weighted(c, self.fusion.weights)
-        if method == "rrf":
-            return methods.rrf(c)
-        if method == "borda":
-            return methods.borda(c)
-        return self.fusion.stack(period)
 
     def _cold(self, request: Request) -> pd.DataFrame:
         items = self.popular[~np.isin(self.popular, self._excluded(request))][: request.k]
