@@ -54,12 +54,9 @@ def fit_with_sub_models(cfg: Config, data: ModelData, seen: Sequence[str], retri
 def period(cfg: Config, data: ModelData, seen: list[str], held: list[str], retrieval: Retrieval,
            models_dir: Path = MODELS_DIR) -> Period:  # fmt: skip
     """The candidates of users with positives in `held`, sources fitted on `seen`."""
-    fitted = fit_with_sub_models(cfg, data, seen, retrieval, models_dir)
-    held_items = data.items_by_user(held)
-    rows = np.array(sorted(held_items), dtype=np.int64)
-    candidates, extra = fitted.candidates(rows, fitted.seen(rows), cfg.fusion.per_source)
-    return Period(fitted.history, fitted.sources, candidates,
-                  [held_items[int(r)] for r in rows], extra)  # fmt: skip
+    return fit_with_sub_models(cfg, data, seen, retrieval, models_dir).period(
+        held, cfg.fusion.per_source
+    )
 
 
 def purchases(prepared: PreparedData, data: ModelData, splits: Sequence[str], rows: np.ndarray

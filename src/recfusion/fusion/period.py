@@ -73,6 +73,14 @@ class FittedSources:
             extra.update(add(cands))
         return cands, extra
 
+    def period(self, held_splits: Sequence[str], per_source: int) -> Period:
+        """Candidates of the users with positives in `held_splits` (their history excluded),
+        and those positives as the relevant items."""
+        held = self.data.items_by_user(list(held_splits))
+        rows = np.array(sorted(held), dtype=np.int64)
+        candidates, extra = self.candidates(rows, self.seen(rows), per_source)
+        return Period(self.history, self.sources, candidates, [held[int(r)] for r in rows], extra)
+
     def seen(self, rows: np.ndarray) -> list[np.ndarray]:
         """Per user row, the catalogue positions in their history (excluded from their lists)."""
         m = self.history.matrix
@@ -132,10 +140,4 @@ def build_period(
     """
     fitted = fit_sources(data, seen_splits, encode, item_embeddings, ease_l2, names,
                          model_features)  # fmt: skip
-    held = data.items_by_user(list(held_splits))
-    seen = data.items_by_user(list(seen_splits))
-    rows = np.array(sorted(held), dtype=np.int64)
-    empty = np.array([], dtype=np.int64)
-    candidates, extra = fitted.candidates(rows, [seen.get(int(r), empty) for r in rows],
-                                          per_source)  # fmt: skip
-    return Period(fitted.history, fitted.sources, candidates, [held[int(r)] for r in rows], extra)
+    return fitted.period(held_splits, per_source)
