@@ -5,6 +5,8 @@ recfusion stage NAME [--params params.yaml] run one pipeline stage (what dvc.yam
 recfusion stages                            list the stages
 recfusion recommend --user ID | --users FILE --k N [--model URI] [--out FILE]
                                             recommendations from the workspace or a registry URI
+recfusion search "QUERY" [--user ID] [--k N] [--model URI] [--out FILE]
+                                            hybrid search, personalised when the user is known
 recfusion registry list | history           registered versions; every alias move
 recfusion registry promote VERSION --to staging|production [--force --reason R]
 recfusion registry rollback [--reason R]    put the previous production version back
@@ -32,6 +34,7 @@ from recfusion.serving.loading import WORKSPACE, load_model, read_user_ids
 from recfusion.stages.entry import guarded
 
 DVC_YAML = Path("dvc.yaml")
+ANONYMOUS = "anonymous"  # the user id of a search without --user (never a known user)
 
 
 def pipeline_stages(path: Path = DVC_YAML) -> list[str]:
@@ -99,13 +102,25 @@ def _recommend(args: argparse.Namespace) -> int:
         raise ValueError("give exactly one of --user ID or --users FILE (one user id per line)")
     users = [args.user] if args.user else read_user_ids(args.users)
     request = pd.DataFrame({"user_id": users, "k": args.k})
-    answer = load_model(args.model, args.params).predict(request)
-    if args.out:
-        answer.to_csv(args.out, index=False)
-        sys.stdout.write(f"{len(answer)} rows for {len(users)} users written to {args.out}\n")
+    return _write_answer(load_model(args.model, args.params).predict(request), args.out)
+
+
+def _write_answer(answer: pd.DataFrame, out: Path | None) -> int:
+    """Prints the answer table, or writes it as CSV to `out`."""
+    if out:
+        answer.to_csv(out, index=False)
+        sys.stdout.write(f"{len(answer)} rows written to {out}\n")
     else:
         sys.stdout.write(answer.to_string(index=False) + "\n")
     return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    if not args.query.strip():
+        raise ValueError('give a query: recfusion search "waterproof boots" [--user ID]')
+    request = pd.DataFrame({"user_id": [args.user or ANONYMOUS], "k": [args.k],
+                            "query": [args.query]})  # fmt: skip
+    return _write_answer(load_model(args.model, args.params).predict(request), args.out)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="write CSV here instead of printing")
     p.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
     p.set_defaults(func=_recommend)
+    p = sub.add_parser("search", help="hybrid product search with reasons")
+    p.add_argument("query", help="the search text")
+    p.add_argument("--user", help="the searching user's id (personalises the order)")
+    p.add_argument("--k", type=int, default=10, help="results")
+    p.add_argument("--model", default=WORKSPACE, help="as for recommend")
+    p.add_argument("--out", type=Path, help="write CSV here instead of printing")
+    p.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
+    p.set_defaults(func=_search)
     p = sub.add_parser("registry", help="the model registry: list, history, promote, rollback")
     p.add_argument("action", choices=["list", "history", "promote", "rollback"])
     p.add_argument("version", nargs="?", help="promote: the version")

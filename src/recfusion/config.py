@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import types
 import typing
 from collections.abc import Mapping
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -153,6 +156,25 @@ class TagsConfig:
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    max_query_words: int  # words of a query the query tower reads
+    max_query_grams: int  # hashed character trigrams of a query the query tower reads
+    gram_buckets: int  # hash buckets of the trigrams (typo tolerance)
+    hidden_units: int  # size of the word / trigram embeddings and the hidden layer
+    word_dropout: float  # share of word ids hidden in training, so the trigrams learn too
+    typo_copies: int  # copies of each training query with one typo added (0 = none)
+    epochs: int  # most epochs; early stopping on validation MRR@10 may end sooner
+    batch_size: int  # queries per batch (the in-batch negatives)
+    learning_rate: float  # Adam learning rate
+    temperature: float  # softmax temperature of the TFRS Retrieval task
+    patience: int  # epochs without validation gain before stopping
+    candidates: int  # candidates the lexical and the semantic retriever each contribute
+    rrf_k: int  # reciprocal rank fusion constant: 1 / (rrf_k + rank)
+    lexical_weights: list[float]  # RRF weights of BM25 (semantic = 1) tried on validation
+    personal_weights: list[float]  # weights of the ranking model's score tried on validation
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     device: Literal["auto", "cpu", "gpu"]  # auto: GPUs when present (MirroredStrategy), else CPU
     positive_events: list[str]  # event types that count as a user choosing an item
@@ -161,6 +183,7 @@ class TrainConfig:
     retrieval: RetrievalConfig
     ranking: RankingConfig
     tags: TagsConfig
+    search: SearchConfig
 
 
 # --------------------------------------------------------------------------- fuse, evaluate
@@ -223,6 +246,7 @@ class RegistryConfig:
 @dataclass(frozen=True)
 class ServingConfig:
     max_k: int  # most recommendations one request may ask for
+    max_query_chars: int  # longest search query a request may send
 
 
 @dataclass(frozen=True)
@@ -239,13 +263,17 @@ class Config:
 
 
 def load_config(
-    path: str | Path = DEFAULT_PARAMS, overrides: Mapping[str, Any] | None = None
+    path: str | Path = DEFAULT_PARAMS,
+    overrides: Mapping[str, Any] | None = None,
+    defaults: str | Path | None = None,
 ) -> Config:
     """Reads params.yaml into a `Config`.
 
     Args:
         path: the YAML file.
         overrides: nested mapping merged over the file before typing (same key rules).
+        defaults: another params file whose keys fill those `path` lacks (a model packaged by
+            an older version of recfusion has no keys of later features); logged as a warning.
 
     Returns:
         The frozen configuration.
@@ -262,9 +290,32 @@ def load_config(
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
+    if defaults is not None:
+        base = yaml.safe_load(Path(defaults).read_text(encoding="utf-8"))
+        raw, added = fill_missing(raw, base)
+        if added:
+            log.warning("%s lacks %s; using the values of %s", path, ", ".join(added), defaults)
     if overrides:
         raw = merge_overrides(raw, overrides, source=str(path))
     return parse_dataclass(Config, raw, source=str(path))
+
+
+def fill_missing(raw: Mapping[str, Any], defaults: Mapping[str, Any], prefix: str = "",
+                 ) -> tuple[dict[str, Any], list[str]]:  # fmt: skip
+    """`raw` with every key of `defaults` it lacks added (recursively), and the dotted keys added.
+
+    Example: fill_missing({"a": {"x": 1}}, {"a": {"x": 2, "y": 3}, "b": 4})
+        -> ({"a": {"x": 1, "y": 3}, "b": 4}, ["a.y", "b"])
+    """
+    out, added = dict(raw), []
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = value
+            added.append(prefix + key)
+        elif isinstance(out[key], Mapping) and isinstance(value, Mapping):
+            out[key], more = fill_missing(out[key], value, f"{prefix}{key}.")
+            added.extend(more)
+    return out, added
 
 
 def merge_overrides(

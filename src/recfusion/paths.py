@@ -17,3 +17,4 @@ RETRIEVAL_DIR = MODELS_DIR / "retrieval"  # train_retrieval -> towers, embedding
 RANKING_DIR = MODELS_DIR / "ranking"  # train_ranking -> ranking model
 TAGS_DIR = MODELS_DIR / "tags"  # train_tags -> tag head
 FUSION_DIR = MODELS_DIR / "fusion"  # fuse -> weights and stacker
+SEARCH_DIR = MODELS_DIR / "search"  # train_search -> BM25 index, query tower, weights

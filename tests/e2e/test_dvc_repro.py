@@ -73,6 +73,7 @@ def test_repro_runs_every_stage_then_nothing(workspace) -> None:
         "train_retrieval",
         "train_ranking",
         "train_tags",
+        "train_search",
         "register",
         "gate",
     ):
@@ -80,12 +81,18 @@ def test_repro_runs_every_stage_then_nothing(workspace) -> None:
     assert (dest / "reports/validation/raw/index.html").is_file()
     assert (dest / "reports/validation/prepared/index.html").is_file()
     assert (dest / "models/retrieval/user_tower/saved_model.pb").is_file()
-    for name in ("retrieval", "ranking", "tags", "fusion", "metrics"):
+    for name in ("retrieval", "ranking", "tags", "search", "fusion", "metrics"):
         assert json.loads((dest / "reports" / f"{name}.json").read_text()), name
     metrics = json.loads((dest / "reports/metrics.json").read_text())
     assert {"fusion:cascade", "fusion:stacking", "source:two_tower"} <= set(metrics["methods"])
     html = (dest / "reports/evaluation.html").read_text()
     assert "<svg" in html and "fusion:cascade" in html
+    search = metrics["search"]
+    assert search["test_queries"] > 0
+    assert set(search["variants"]) == {"lexical", "semantic", "hybrid", "personalised"}
+    assert "Search on held-out queries" in html
+    found = recfusion(["search", "leather boots", "--k", "3"], dest, env)
+    assert len(re.findall(r"^\s*anonymous\s+[123]\s+i\d+", found, re.M)) == 3, found
     # self-contained: nothing is loaded from elsewhere
     assert "src=" not in html and "<link" not in html and "href='http" not in html
     for name in ("users", "items", "events", "queries"):
@@ -168,6 +175,22 @@ def test_registry_gate_and_served_model(workspace) -> None:
         assert all(r["reason"] and r["item_id"] for r in rows)
         assert [r["reason"] for r in rows if r["user_id"] == "never-seen"] == [
             "popular right now"] * 2  # fmt: skip
+        # search rows: every row carries every column (MLflow's schema check)
+        body = {"dataframe_records": [
+            {"user_id": user, "k": 4, "query": "leather boots", "exclude": []},
+            {"user_id": "anonymous", "k": 3, "query": "jacekts", "exclude": []},
+            {"user_id": user, "k": 2, "query": "", "exclude": []}]}  # fmt: skip
+        status, answer = post(f"{url}/invocations", json.dumps(body).encode())
+        assert status == 200, answer
+        rows = answer["predictions"]
+        assert len(rows) == 4 + 3 + 2
+        assert "ordered for your taste" in rows[0]["reason"]
+        assert all("taste" not in r["reason"] for r in rows[4:7])  # anonymous: not personalised
+        assert all("words" in r["reason"] for r in rows[:7])
+        assert all(r["reason"] for r in rows[7:])  # an empty query is a recommendation
+        long_query = {"dataframe_records": [{"user_id": user, "k": 3, "query": "x" * 201}]}
+        status, answer = post(f"{url}/invocations", json.dumps(long_query).encode())
+        assert status == 400 and "at most 200" in answer["message"], answer
         for bad, message in [({"dataframe_records": [{"user_id": user, "k": 1000}]}, "k must be"),
                              ({"dataframe_records": [{"k": 3}]}, "user_id"),
                              # MLflow's schema check: a list column must be a list in every row

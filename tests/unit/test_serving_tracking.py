@@ -16,9 +16,10 @@ from tests.conftest import repo_config
 def test_parse_requests_accepts_optional_columns() -> None:
     frame = pd.DataFrame({"user_id": [" u1 ", "u2"], "k": [3, 100], "query": [None, ""],
                           "exclude": [["i1", "i2"], None]})  # fmt: skip
-    assert parse_requests(frame, 100) == [Request("u1", 3, ("i1", "i2")), Request("u2", 100, ())]
+    assert parse_requests(frame, 100, 200) == [Request("u1", 3, ("i1", "i2")),
+                                               Request("u2", 100, ())]  # fmt: skip
     arrays = pd.DataFrame({"user_id": ["u"], "k": [np.int64(2)], "exclude": [np.array(["i"])]})
-    assert parse_requests(arrays, 10) == [Request("u", 2, ("i",))]
+    assert parse_requests(arrays, 10, 200) == [Request("u", 2, ("i",))]
 
 
 @pytest.mark.parametrize(
@@ -34,17 +35,17 @@ def test_parse_requests_accepts_optional_columns() -> None:
         (pd.DataFrame({"user_id": ["u"], "k": [2.5]}), "k must be an integer"),
         (pd.DataFrame({"user_id": ["u"], "k": [True]}), "k must be an integer"),
         (pd.DataFrame({"user_id": ["u"], "k": [3], "exclude": ["i1"]}), "exclude must be a list"),
-        (pd.DataFrame({"user_id": ["u"], "k": [3], "query": ["red shoes"]}), "search"),
+        (pd.DataFrame({"user_id": ["u"], "k": [3], "query": [["red"]]}), "query must be a string"),
     ],
 )
 def test_parse_requests_refuses_malformed_rows(frame: pd.DataFrame, message: str) -> None:
     with pytest.raises(RequestError, match=message):
-        parse_requests(frame, 100)
+        parse_requests(frame, 100, 200)
 
 
 def test_parse_requests_needs_a_table() -> None:
     with pytest.raises(RequestError, match="expected a table"):
-        parse_requests({"user_id": "u"}, 10)  # type: ignore[arg-type]
+        parse_requests({"user_id": "u"}, 10, 200)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from recfusion.fusion.candidates import CandidateSet
 from recfusion.fusion.sources import History
 from recfusion.models.dataset import ModelData
 from recfusion.models.features import user_inputs
+from recfusion.models.inference import traced
 from recfusion.models.ranking import RankingModel, predict
 from recfusion.models.ranking_data import RankingExamples
 from recfusion.models.tags import item_tags
@@ -75,7 +76,10 @@ def tag_features(folder: Path, data: ModelData, encode: Callable[[dict], np.ndar
 
     def features(cands: CandidateSet) -> dict[str, np.ndarray]:
         emb = encode(user_inputs(data.users, cands.rows, history[cands.rows]))
-        probs = head.predict(emb, verbose=0, batch_size=4096)
+        forward = traced(head)
+        probs = np.concatenate([forward(emb[i : i + 4096]).numpy()
+                                for i in range(0, len(emb), 4096)]) if len(emb) else np.zeros(
+            (0, len(categories)), dtype=np.float32)  # fmt: skip
         affinity = np.take_along_axis(probs, tag_of_item[np.maximum(cands.items, 0)], axis=1)
         return {"tag_affinity": np.where(cands.valid, affinity, 0.0).astype(np.float32)}
 

@@ -22,6 +22,7 @@ from recfusion.config import RankingConfig
 from recfusion.models.dataset import ModelData
 from recfusion.models.devices import DevicePlan
 from recfusion.models.features import Catalog, user_inputs
+from recfusion.models.inference import traced
 from recfusion.models.ranking_data import RankingExamples
 from recfusion.models.tf_setup import keras, tf, tfrs
 from recfusion.models.towers import TowerSizes, masked_mean
@@ -124,15 +125,23 @@ def make_dataset(examples: RankingExamples, history: np.ndarray, data: ModelData
 
 
 def predict(model: RankingModel, examples: RankingExamples, history: np.ndarray,
-            data: ModelData) -> dict[str, np.ndarray]:  # fmt: skip
-    """Per head: probabilities (binary heads) or predicted ratings."""
-    ds = make_dataset(examples, history, data, 8192, None)
+            data: ModelData, batch_size: int = 8192) -> dict[str, np.ndarray]:  # fmt: skip
+    """Per head: probabilities (binary heads) or predicted ratings.
+
+    Calls one traced function per model on array slices: a tf.data pipeline and eager calls
+    cost more than the model itself for the few hundred candidates of one served request.
+    """
+    forward = traced(model, lambda out: {h: out[h] if h == "rating" else tf.sigmoid(out[h])
+                                         for h in model.heads})  # fmt: skip
+    users = user_inputs(data.users, examples.user, history)
+    item, hour = examples.item.astype(np.int32), examples.hour.astype(np.int32)
     parts: dict[str, list[np.ndarray]] = {h: [] for h in model.heads}
-    for features, _, _ in ds:
-        out = model(features, training=False)
+    for start in range(0, len(examples), batch_size):
+        sl = slice(start, start + batch_size)
+        out = forward({"user": {k: v[sl] for k, v in users.items()}, "item": item[sl],
+                       "hour": hour[sl]})  # fmt: skip
         for h in model.heads:
-            value = out[h] if h == "rating" else tf.sigmoid(out[h])
-            parts[h].append(value.numpy())
+            parts[h].append(out[h].numpy())
     return {h: np.concatenate(v) if v else np.zeros(0) for h, v in parts.items()}
 
 

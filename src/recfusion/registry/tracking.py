@@ -90,7 +90,8 @@ def flat_params(cfg: Config) -> dict[str, str]:
 
 def run_metrics(report: Mapping[str, Any]) -> dict[str, float]:
     """MLflow metrics from reports/metrics.json: the packaged method's metrics unprefixed, every
-    source's and method's as `<kind>.<name>.<metric>`, NDCG@10 slices, bootstrap bounds."""
+    source's and method's as `<kind>.<name>.<metric>`, NDCG@10 slices, bootstrap bounds, and
+    each search variant's as `search.<variant>.<metric>`."""
     packaged = report["packaged"]
     out = {metric_name(m): float(v) for m, v in report["methods"][packaged].items()}
     for method, values in report["methods"].items():
@@ -106,6 +107,9 @@ def run_metrics(report: Mapping[str, Any]) -> dict[str, float]:
     b = report["bootstrap_vs_best_source"][packaged]
     out["gain_vs_best_source.low"] = float(b["ci_low"])
     out["gain_vs_best_source.high"] = float(b["ci_high"])
+    for variant, values in report.get("search", {}).get("variants", {}).items():
+        for m, v in values.items():
+            out[f"search.{variant}.{metric_name(m)}"] = float(v)
     return out
 
 

@@ -1,13 +1,15 @@
 """The packaged recommender: the fused model answering requests.
 
-A request is a table with one row per recommendation list: `user_id` (str), `k` (int),
-`exclude` (optional list of item ids never to return) and `query` (optional; search is not part
-of this model yet, so a non-empty query is refused). The answer has one row per recommended
-item: `user_id`, `rank` (1 = best), `item_id`, `score` (the packaged method's score; higher is
-better) and `reason` (why, from the source that ranked the item best).
+A request is a table with one row per list: `user_id` (str), `k` (int), `exclude` (optional
+list of item ids never to return) and `query` (optional search text, at most
+`serving.max_query_chars` characters). The answer has one row per item: `user_id`, `rank`
+(1 = best), `item_id`, `score` (higher is better) and `reason` (why).
 
-Known users go through the full fusion (every source, the stacker, the cascade's rules);
-users the model has never seen get the most popular items in stock (cold start).
+Rows without a query are recommendations: known users go through the full fusion (every source,
+the stacker, the cascade's rules); users the model has never seen get the most popular items in
+stock (cold start). Rows with a query are searches: BM25 and the query tower fused, ordered for
+the user's taste by the ranking model when the user is known. A query with no letters or digits
+is treated as no query.
 """
 
 from __future__ import annotations
@@ -20,13 +22,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recfusion.config import Config, load_config
+from recfusion.config import DEFAULT_PARAMS, Config, load_config
+from recfusion.features.vocab import tokenize
 from recfusion.fusion.assemble import fit_with_sub_models, load_retrieval, purchases
 from recfusion.fusion.fused import FittedFusion, method_scores, rank_method, reasons
 from recfusion.fusion.period import FittedSources, Period
 from recfusion.fusion.sources import REASONS
 from recfusion.models.dataset import ModelData, build_model_data, read_prepared
-from recfusion.paths import FUSION_DIR, MODELS_DIR, PREPARED_DIR, RETRIEVAL_DIR
+from recfusion.paths import (
+    FUSION_DIR,
+    MODELS_DIR,
+    PREPARED_DIR,
+    RANKING_DIR,
+    RETRIEVAL_DIR,
+    SEARCH_DIR,
+)
+from recfusion.search.report import load_searcher
+from recfusion.search.searcher import Searcher
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +48,8 @@ ANSWER_COLUMNS = ("user_id", "rank", "item_id", "score", "reason")
 PARAMS_FILE = "params.yaml"
 # the workspace files a packaged recommender needs, relative to the project root
 WORKSPACE_PARTS = (PARAMS_FILE, str(PREPARED_DIR), str(MODELS_DIR / "retrieval"),
-                   str(MODELS_DIR / "ranking"), str(MODELS_DIR / "tags"), str(FUSION_DIR))  # fmt: skip
+                   str(MODELS_DIR / "ranking"), str(MODELS_DIR / "tags"), str(FUSION_DIR),
+                   str(SEARCH_DIR))  # fmt: skip
 
 
 class RequestError(ValueError):
@@ -48,14 +61,20 @@ class Request:
     user_id: str
     k: int
     exclude: tuple[str, ...]
+    query: str = ""  # "" = a recommendation request
+
+    @property
+    def is_search(self) -> bool:
+        return bool(tokenize(self.query))
 
 
-def parse_requests(frame: pd.DataFrame, max_k: int) -> list[Request]:
+def parse_requests(frame: pd.DataFrame, max_k: int, max_query_chars: int) -> list[Request]:
     """Checks every row of a request table.
 
     Raises:
         RequestError: a missing or unknown column, an empty user_id, k not an integer in
-            [1, max_k], exclude not a list of strings, or a non-empty query.
+            [1, max_k], exclude not a list of strings, a query that is not a string or is longer
+            than max_query_chars.
     """
     if not isinstance(frame, pd.DataFrame):
         raise RequestError(f"expected a table of requests, got {type(frame).__name__}")
@@ -72,12 +91,21 @@ def parse_requests(frame: pd.DataFrame, max_k: int) -> list[Request]:
             raise RequestError(f"row {n}: user_id must be a non-empty string, got {user!r}")
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= max_k:
             raise RequestError(f"row {n}: k must be an integer from 1 to {max_k}, got {k!r}")
-        query = row.get("query")
-        if isinstance(query, str) and query.strip():
-            raise RequestError(f"row {n}: search (a non-empty query) is not part of this model")
+        query = _query_of(row.get("query"), n, max_query_chars)
         exclude = _exclude_of(row.get("exclude"), n)
-        out.append(Request(user.strip(), int(k), exclude))
+        out.append(Request(user.strip(), int(k), exclude, query))
     return out
+
+
+def _query_of(value: object, n: int, max_chars: int) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if not isinstance(value, str):
+        raise RequestError(f"row {n}: query must be a string, got {value!r}")
+    if len(value) > max_chars:
+        raise RequestError(f"row {n}: query has {len(value)} characters; at most {max_chars} "
+                           "are accepted (serving.max_query_chars)")  # fmt: skip
+    return value.strip()
 
 
 def _exclude_of(value: object, n: int) -> tuple[str, ...]:
@@ -99,17 +127,22 @@ class Recommender:
     item_embeddings: np.ndarray
     purchased: list[np.ndarray]  # per user row, items purchased in the history
     popular: np.ndarray  # catalogue positions in stock, most chosen first (cold start)
+    searcher: Searcher | None  # None: a model version packaged before search existed
 
     @classmethod
-    def load(cls, root: Path, history: Sequence[str] = ALL_SPLITS) -> Recommender:
+    def load(cls, root: Path, history: Sequence[str] = ALL_SPLITS,
+             defaults: Path | None = DEFAULT_PARAMS) -> Recommender:  # fmt: skip
         """Assembles the recommender from a workspace folder (see WORKSPACE_PARTS).
 
         Args:
             root: the folder holding params.yaml, data/prepared and models/.
             history: the splits the recommender knows users by: all of them to serve, train and
                 val to score the test split.
+            defaults: a params file (when it exists) filling keys the workspace's params.yaml
+                lacks, so a version packaged before a feature existed still loads.
         """
-        cfg = load_config(root / PARAMS_FILE)
+        fill = defaults if defaults is not None and defaults.is_file() else None
+        cfg = load_config(root / PARAMS_FILE, defaults=fill)
         prepared = read_prepared(root / PREPARED_DIR)
         data = build_model_data(prepared, cfg.train)
         retrieval = load_retrieval(data, root / RETRIEVAL_DIR)
@@ -118,9 +151,13 @@ class Recommender:
         bought = purchases(prepared, data, list(history), np.arange(len(data.users)))
         order = np.argsort(-sources.counts, kind="stable")
         popular = order[data.catalog.in_stock[order]]
-        log.info("recommender: %d users, %d items, history %s", len(data.users),
-                 len(data.catalog), "+".join(history))  # fmt: skip
-        return cls(cfg, data, sources, fusion, retrieval[1], bought, popular)
+        searcher = None
+        if (root / SEARCH_DIR).is_dir():
+            searcher = load_searcher(root / SEARCH_DIR, root / RANKING_DIR, data, retrieval[1],
+                                     list(history))  # fmt: skip
+        log.info("recommender: %d users, %d items, history %s, search %s", len(data.users),
+                 len(data.catalog), "+".join(history), "on" if searcher else "off")  # fmt: skip
+        return cls(cfg, data, sources, fusion, retrieval[1], bought, popular, searcher)
 
     @property
     def max_k(self) -> int:
@@ -132,15 +169,22 @@ class Recommender:
         Raises:
             RequestError: a malformed request.
         """
-        requests = parse_requests(frame, self.max_k)
+        requests = parse_requests(frame, self.max_k, self.cfg.serving.max_query_chars)
         rows = self.data.users.positions([r.user_id for r in requests])
-        known = np.flatnonzero(rows >= 0)
+        searches = np.array([r.is_search for r in requests], dtype=bool)
+        if searches.any() and self.searcher is None:
+            n = int(np.flatnonzero(searches)[0])
+            raise RequestError(f"row {n}: this model version was packaged without search; "
+                               "send rows without a query or use a newer version")  # fmt: skip
         answers: list[pd.DataFrame | None] = [None] * len(requests)
+        for i in np.flatnonzero(searches):
+            answers[i] = self._search(requests[i], int(rows[i]))
+        known = np.flatnonzero((rows >= 0) & ~searches)
         if len(known):
             for slot, answer in zip(known, self._fused([requests[i] for i in known], rows[known]),
                                     strict=True):  # fmt: skip
                 answers[slot] = answer
-        for i in np.flatnonzero(rows < 0):
+        for i in np.flatnonzero((rows < 0) & ~searches):
             answers[i] = self._cold(requests[i])
         if not answers:
             return pd.DataFrame({c: [] for c in ANSWER_COLUMNS})
@@ -168,6 +212,12 @@ class Recommender:
             why = [text for _, text in reasons(period, u, items)]
             out.append(self._answer(request, items, scores[u, slots], why))
         return out
+
+    def _search(self, request: Request, row: int) -> pd.DataFrame:
+        assert self.searcher is not None  # checked by recommend()
+        items, scores, why = self.searcher.search(request.query, row, request.k,
+                                                  self._excluded(request))  # fmt: skip
+        return self._answer(request, items, scores, why)
 
     def _cold(self, request: Request) -> pd.DataFrame:
         items = self.popular[~np.isin(self.popular, self._excluded(request))][: request.k]

@@ -9,7 +9,9 @@ period's sources see train + validation. Writes
   heads' test metrics;
 - reports/plots/ndcg_at_k.csv and reports/plots/slices.csv (DVC plots);
 - reports/evaluation.html, a self-contained page with the tables, plots and example
-  recommendations with their reasons.
+  recommendations with their reasons;
+- search: NDCG@10, MRR@10 and Recall@10 of lexical (BM25), semantic (query tower), hybrid and
+  personalised search on the test-split queries (models/search/), in both files.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from recfusion.config import Config
-from recfusion.data.io import read_json, write_json
+from recfusion.data.io import read_json, read_table, write_json
 from recfusion.evaluation import html
 from recfusion.evaluation.beyond import (
     coverage,
@@ -38,7 +40,9 @@ from recfusion.fusion.assemble import load_retrieval, period, purchases
 from recfusion.fusion.fused import FittedFusion, rank_all, reasons
 from recfusion.fusion.period import Period
 from recfusion.models.dataset import ModelData, PreparedData, build_model_data, read_prepared
-from recfusion.paths import FUSION_DIR, PREPARED_DIR, REPORTS_DIR
+from recfusion.paths import FUSION_DIR, PREPARED_DIR, RANKING_DIR, REPORTS_DIR, SEARCH_DIR
+from recfusion.search.report import HISTORY as SEARCH_HISTORY
+from recfusion.search.report import evaluate_search, load_searcher, search_section
 from recfusion.stages.entry import guarded, stage_config
 
 log = logging.getLogger(__name__)
@@ -152,6 +156,8 @@ def write_html(result: dict, ranking: dict | None, ks: list[int], path: Path) ->
         keys = ["auc", "log_loss", "accuracy", "precision", "recall", "f1", "rmse", "mae"]
         present = [k for k in keys if any(k in h for h in heads.values())]
         sections.append(("Ranking model heads (test split)", html.table(heads, present)))
+    if "search" in result:
+        sections.append(search_section(result["search"]))
     sections.append((f"Example recommendations of {packaged}, with reasons", examples))
     note = (
         f"{result['test_users']} test users; each user's train and validation items are "
@@ -174,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     if ranking:
         result["ranking_heads"] = {h: {k: v for k, v in r.items() if k != "calibration"}
                                    for h, r in ranking["heads"].items()}  # fmt: skip
+    searcher = load_searcher(SEARCH_DIR, RANKING_DIR, data, item_embeddings, SEARCH_HISTORY)
+    result["search"] = evaluate_search(searcher, read_table(PREPARED_DIR / "queries.parquet"), data)
     write_json(result, REPORTS_DIR / "metrics.json")
     write_plots(result, sorted(cfg.evaluate.ks))
     write_html(result, ranking, sorted(cfg.evaluate.ks), REPORTS_DIR / "evaluation.html")

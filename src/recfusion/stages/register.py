@@ -43,6 +43,7 @@ from recfusion.stages.entry import guarded, stage_config, stops_on
 log = logging.getLogger(__name__)
 ARTIFACTS_DIR = Path("mlartifacts")  # run artifacts of a SQLite store, next to mlflow.db
 NEW_USER = "new-user-example"  # an id no model knows: shows the cold-start answer
+EXAMPLE_QUERY = "waterproof boots"  # a search row in the input example
 
 
 def experiment_id(client: MlflowClient, cfg: Config, root: Path) -> str:
@@ -56,6 +57,18 @@ def experiment_id(client: MlflowClient, cfg: Config, root: Path) -> str:
     return str(client.create_experiment(cfg.registry.experiment, artifact_location=location))
 
 
+def search_lines(search: dict[str, Any]) -> str:
+    """The model card's search table (empty without labelled test queries)."""
+    if not search.get("test_queries"):
+        return ""
+    rows = "\n".join(f"| {v} | {m['ndcg@10']:.4f} | {m['mrr@10']:.4f} |"
+                     for v, m in search["variants"].items())  # fmt: skip
+    return (
+        f"\n## Search ({search['test_queries']} held-out queries with a click)\n"
+        f"| variant | NDCG@10 | MRR@10 |\n|---|---|---|\n{rows}\n"
+    )
+
+
 def model_card(cfg: Config, report: dict[str, Any], tags: dict[str, str]) -> str:
     """A Markdown model card: what the model is, what it was trained on, how well it does."""
     p = report["packaged"]
@@ -67,7 +80,8 @@ def model_card(cfg: Config, report: dict[str, Any], tags: dict[str, str]) -> str
 **Model**: fused recommender, method `{cfg.fusion.method}` over the sources
 {", ".join(cfg.fusion.sources)} (two-tower retrieval, DCN ranking and interest-tag features).
 **Use**: personalised top-k recommendations with a reason per item, for users known to the
-training data; unknown users get popular in-stock items. Search is not part of this model.
+training data; unknown users get popular in-stock items. Rows with a `query` are searches:
+BM25 and a TFRS query tower fused by RRF, ordered for the user's taste by the ranking model.
 
 **Data**: {tags["data.source"]} (raw data md5 {tags["data.version"]}); validation passed:
 {tags.get("gx.success", "unknown")}, rows quarantined: {tags.get("gx.rows_quarantined", "unknown")}.
@@ -80,7 +94,7 @@ training data; unknown users get popular in-stock items. Search is not part of t
 
 NDCG@10 against the best single source ({report["best_source"]}): mean difference
 {b["mean_diff"]:+.4f}, 95% paired-bootstrap interval [{b["ci_low"]:+.4f}, {b["ci_high"]:+.4f}].
-
+{search_lines(report.get("search", {}))}
 ## Limitations
 - Scores are relative within one user's list, not probabilities.
 - Slices (cold-start, long-tail, demographic groups) are in the evaluation report; groups
@@ -92,8 +106,9 @@ NDCG@10 against the best single source ({report["best_source"]}): mean differenc
 def input_example(root: Path) -> pd.DataFrame:
     users = pd.read_parquet(root / PREPARED_DIR / "users.parquet", columns=["user_id"])
     known = users["user_id"].astype(str).head(1).tolist()
-    return pd.DataFrame({"user_id": [*known, NEW_USER], "k": [5, 3],
-                         "exclude": [[], []]})  # fmt: skip
+    # every row has every column: MLflow's schema check refuses a column missing in some rows
+    return pd.DataFrame({"user_id": [*known, NEW_USER, *known], "k": [5, 3, 5],
+                         "query": ["", "", EXAMPLE_QUERY], "exclude": [[], [], []]})  # fmt: skip
 
 
 def run(cfg: Config, root: Path) -> dict[str, Any]:

@@ -1,0 +1,65 @@
+"""The search part of the evaluation: every variant on the held-out (test-split) queries, a few
+example queries with their results, and the HTML section of the evaluation report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recfusion.evaluation import html
+from recfusion.fusion.assemble import usual_hour
+from recfusion.models.dataset import ModelData
+from recfusion.search.evaluation import evaluate_variants, query_set
+from recfusion.search.searcher import Searcher, ranking_scorer
+
+HISTORY = ["train", "val"]  # what the searcher knows of users when test queries arrive
+
+
+def load_searcher(search_dir: Path, ranking_dir: Path, data: ModelData,
+                  item_embeddings: np.ndarray, history: list[str]) -> Searcher:  # fmt: skip
+    """The saved searcher, personalised with the ranking model on `history`."""
+    personal = ranking_scorer(ranking_dir, data, data.history(history), usual_hour(data, history))
+    return Searcher.load(search_dir, item_embeddings, personal)
+
+
+def evaluate_search(searcher: Searcher, queries: pd.DataFrame, data: ModelData,
+                    examples: int = 3) -> dict[str, Any]:  # fmt: skip
+    """Test-query metrics of each variant and the gain of personalised over lexical."""
+    test = query_set(queries, data, ["test"])
+    if len(test) == 0:
+        return {"test_queries": 0}
+    variants = evaluate_variants(searcher, test)
+    lexical = variants["lexical"]["ndcg@10"]
+    gain = variants["personalised"]["ndcg@10"] / lexical - 1.0 if lexical > 0 else float("nan")
+    shown = []
+    for n in range(min(examples, len(test))):
+        items, _, why = searcher.search(test.texts[n], int(test.rows[n]), 5, np.array([], int))
+        shown.append({"query": test.texts[n], "clicked": str(data.catalog.titles[test.clicked[n]]),
+                      "results": [{"title": str(data.catalog.titles[i]), "reason": r}
+                                  for i, r in zip(items, why, strict=True)]})  # fmt: skip
+    return {"test_queries": len(test), "test_queries_without_click": test.without_click,
+            "personalised_users": int((test.rows >= 0).sum()), "variants": variants,
+            "personalised_gain_over_lexical": gain, "examples": shown}  # fmt: skip
+
+
+def search_section(result: dict[str, Any]) -> tuple[str, str]:
+    """The evaluation report's search section."""
+    if not result.get("test_queries"):
+        return ("Search (held-out queries)", "<p>No labelled test queries in this data.</p>")
+    table = html.table(result["variants"], ["ndcg@10", "mrr@10", "recall@10"])
+    gain = result["personalised_gain_over_lexical"]
+    examples = "".join(
+        f"<h3>'{html.escape(ex['query'])}' <span class='note'>(clicked: "
+        f"{html.escape(ex['clicked'])})</span></h3><ol>"
+        + "".join(f"<li>{html.escape(r['title'])} <span class='note'>({html.escape(r['reason'])})"
+                  "</span></li>" for r in ex["results"]) + "</ol>"
+        for ex in result["examples"])  # fmt: skip
+    note = (f"<p class='note'>{result['test_queries']} test queries with a click "
+            f"({result['test_queries_without_click']} without a click left out), "
+            f"{result['personalised_users']} by known users. Personalised vs lexical NDCG@10: "
+            f"{gain:+.1%}.</p>")  # fmt: skip
+    return ("Search on held-out queries: BM25, query tower, hybrid, personalised",
+            table + note + examples)  # fmt: skip
