@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -18,13 +19,18 @@ from recfusion.fusion.model_features import sub_model_features
 from recfusion.fusion.period import FittedSources, Period, fit_sources
 from recfusion.models.dataset import ModelData, PreparedData
 from recfusion.models.export import load_user_encoder
+from recfusion.models.item_index import ItemIndex
 from recfusion.paths import MODELS_DIR, RETRIEVAL_DIR
 
-Retrieval = tuple[Callable[[dict], np.ndarray], np.ndarray]
+
+class Retrieval(NamedTuple):
+    encode: Callable[[dict], np.ndarray]  # user tower inputs -> [users, dim] embeddings
+    items: np.ndarray  # [n_items, dim] item embeddings, catalogue order
+    item_index: ItemIndex  # exact scan, or faiss above train.retrieval.faiss_above
 
 
 def load_retrieval(data: ModelData, folder: Path = RETRIEVAL_DIR) -> Retrieval:
-    """The exported user encoder and item embeddings, checked against the catalogue.
+    """The exported user encoder, item embeddings and item index, checked against the catalogue.
 
     Raises:
         ValueError: the model was trained on another catalogue.
@@ -34,7 +40,7 @@ def load_retrieval(data: ModelData, folder: Path = RETRIEVAL_DIR) -> Retrieval:
     ids = (folder / "item_ids.txt").read_text().splitlines()
     if ids != list(data.catalog.item_ids):
         raise ValueError(f"{folder} was trained on another catalogue; run dvc repro")
-    return encode, items
+    return Retrieval(encode, items, ItemIndex.load(folder, items))
 
 
 def usual_hour(data: ModelData, splits: Sequence[str]) -> int:
@@ -46,9 +52,10 @@ def usual_hour(data: ModelData, splits: Sequence[str]) -> int:
 def fit_with_sub_models(cfg: Config, data: ModelData, seen: Sequence[str], retrieval: Retrieval,
                         models_dir: Path = MODELS_DIR) -> FittedSources:  # fmt: skip
     """The sources fitted on `seen`, with stacking features from models_dir's ranking and tags."""
-    encode, items = retrieval
+    encode, items, index = retrieval
     features = sub_model_features(models_dir, data, encode, cfg.train.tags, usual_hour(data, seen))
-    return fit_sources(data, seen, encode, items, cfg.fusion.ease_l2, cfg.fusion.sources, features)
+    return fit_sources(data, seen, encode, items, cfg.fusion.ease_l2, cfg.fusion.sources, features,
+                       index)  # fmt: skip
 
 
 def period(cfg: Config, data: ModelData, seen: list[str], held: list[str], retrieval: Retrieval,

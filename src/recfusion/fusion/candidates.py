@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recfusion.evaluation.metrics import top_k
 from recfusion.fusion.sources import History, Source
 
 
@@ -52,17 +51,17 @@ def gather(
     ranks = {s.name: np.full((len(rows), width), per_source + 1, np.int32) for s in sources}
     for start in range(0, len(rows), batch):
         sl = slice(start, start + batch)
-        dense = {s.name: s.scores(rows[sl], history) for s in sources}
-        tops = {name: top_k(m, per_source, exclude[sl]) for name, m in dense.items()}
+        found = {s.name: s.candidates(rows[sl], history, per_source, exclude[sl]) for s in sources}
         for u in range(len(rows[sl])):
-            union = np.unique(np.concatenate([t[u] for t in tops.values()]))
+            union = np.unique(np.concatenate([t[u] for t, _ in found.values()]))
+            union = union[union >= 0]
             g = start + u
             items[g, : len(union)] = union
-            for name, t in tops.items():
-                scores[name][g, : len(union)] = dense[name][u, union]
+            for name, (t, lookup) in found.items():
+                scores[name][g, : len(union)] = lookup(u, union)
+                top = t[u][t[u] >= 0]
                 pos = np.full(len(union), per_source + 1, np.int32)
-                where = np.searchsorted(union, t[u])
-                pos[where] = np.arange(1, per_source + 1)
+                pos[np.searchsorted(union, top)] = np.arange(1, len(top) + 1)
                 ranks[name][g, : len(union)] = pos
     return CandidateSet(rows, items, scores, ranks, per_source)
 

@@ -26,6 +26,7 @@ from recfusion.fusion.sources import (
 )
 from recfusion.fusion.stacking import context_features
 from recfusion.models.dataset import ModelData
+from recfusion.models.item_index import ItemIndex
 
 SOURCES = ("two_tower", "ease", "popularity", "category_popularity", "content")
 
@@ -95,12 +96,15 @@ def fit_sources(
     ease_l2: float,
     names: Sequence[str] = SOURCES,
     model_features: Callable[[History], Sequence[Callable[[CandidateSet], dict]]] | None = None,
+    index: ItemIndex | None = None,
 ) -> FittedSources:
     """Every source in `names` fitted on `seen_splits`.
 
     Args:
         model_features: given the period's history, functions adding [U, C] stacking features
             from other sub-models (see model_features.py).
+        index: the two-tower source finds its candidates through this index when it is
+            approximate (faiss); None or exact: a full scan.
 
     Raises:
         ValueError: an unknown source name.
@@ -108,7 +112,7 @@ def fit_sources(
     history = build_history(data, list(seen_splits))
     counts = np.asarray(history.matrix.sum(axis=0)).ravel()
     make = {
-        "two_tower": lambda: TwoTowerSource(data, encode, item_embeddings),
+        "two_tower": lambda: TwoTowerSource(data, encode, item_embeddings, index),
         "ease": lambda: EaseSource(data, history.matrix, ease_l2),
         "popularity": lambda: PopularitySource(counts),
         "category_popularity": lambda: CategoryPopularitySource(data, counts),

@@ -9,19 +9,25 @@ item scored well (the reason shown with a recommendation).
   user's history profile.
 
 Scores are dense [users, items] arrays; the catalogues this runs on in one process (up to about
-1e5 items) fit that in user batches.
+1e5 items) fit that in user batches. A source may instead find its top items through an index
+(`candidates`): the two-tower source does when the retrieval model exported a faiss index.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
+from recfusion.evaluation.metrics import top_k
 from recfusion.models.dataset import ModelData
 from recfusion.models.features import user_inputs
+from recfusion.models.item_index import ItemIndex
+
+# (row of the user in the batch, catalogue positions) -> the source's scores of those items
+ScoreLookup = Callable[[int, np.ndarray], np.ndarray]
 
 REASONS = {
     "two_tower": "close to what you liked, such as '{item}'",
@@ -66,6 +72,13 @@ class Source:
     def scores(self, rows: np.ndarray, history: History) -> np.ndarray:
         raise NotImplementedError
 
+    def candidates(self, rows: np.ndarray, history: History, n: int,
+                   exclude: Sequence[np.ndarray]) -> tuple[np.ndarray, ScoreLookup]:  # fmt: skip
+        """[U, n] top catalogue positions (excluded ones skipped; -1 may pad), and a lookup
+        (batch row u, positions) -> this source's scores of those items for that user."""
+        dense = self.scores(rows, history)
+        return top_k(dense, n, exclude), lambda u, items: dense[u, items]
+
     def explain_item(self, row: int, item: int, history: History) -> str:
         raise NotImplementedError
 
@@ -78,12 +91,20 @@ class TwoTowerSource(Source):
     name = "two_tower"
 
     def __init__(self, data: ModelData, encode: Callable[[dict], np.ndarray],
-                 item_embeddings: np.ndarray) -> None:  # fmt: skip
+                 item_embeddings: np.ndarray, index: ItemIndex | None = None) -> None:  # fmt: skip
         self.data, self.encode, self.items = data, encode, item_embeddings
+        self.index = index
 
     def scores(self, rows: np.ndarray, history: History) -> np.ndarray:
         q = self.encode(user_inputs(self.data.users, rows, history.recent[rows]))
         return q @ self.items.T
+
+    def candidates(self, rows: np.ndarray, history: History, n: int,
+                   exclude: Sequence[np.ndarray]) -> tuple[np.ndarray, ScoreLookup]:  # fmt: skip
+        if self.index is None or not self.index.approximate:
+            return super().candidates(rows, history, n, exclude)
+        q = self.encode(user_inputs(self.data.users, rows, history.recent[rows]))
+        return self.index.top(q, n, exclude), lambda u, items: self.items[items] @ q[u]
 
     def explain_item(self, row: int, item: int, history: History) -> str:
         seen = history.matrix[row].indices

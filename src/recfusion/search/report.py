@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from recfusion.evaluation import html
-from recfusion.fusion.assemble import usual_hour
+from recfusion.fusion.assemble import Retrieval, usual_hour
 from recfusion.models.dataset import ModelData
 from recfusion.search.evaluation import evaluate_variants, query_set
 from recfusion.search.searcher import Searcher, ranking_scorer
@@ -18,11 +18,12 @@ from recfusion.search.searcher import Searcher, ranking_scorer
 HISTORY = ["train", "val"]  # what the searcher knows of users when test queries arrive
 
 
-def load_searcher(search_dir: Path, ranking_dir: Path, data: ModelData,
-                  item_embeddings: np.ndarray, history: list[str]) -> Searcher:  # fmt: skip
-    """The saved searcher, personalised with the ranking model on `history`."""
+def load_searcher(search_dir: Path, ranking_dir: Path, data: ModelData, retrieval: Retrieval,
+                  history: list[str]) -> Searcher:  # fmt: skip
+    """The saved searcher over the retrieval model's items, personalised with the ranking model
+    on `history`."""
     personal = ranking_scorer(ranking_dir, data, data.history(history), usual_hour(data, history))
-    return Searcher.load(search_dir, item_embeddings, personal)
+    return Searcher.load(search_dir, retrieval.items, personal, retrieval.item_index)
 
 
 def evaluate_search(searcher: Searcher, queries: pd.DataFrame, data: ModelData,

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from recfusion.config import SearchConfig
-from recfusion.evaluation.metrics import top_k
 from recfusion.features.vocab import tokenize
 from recfusion.fusion.candidates import CandidateSet
 from recfusion.fusion.model_features import ranking_features
 from recfusion.models.dataset import ModelData
+from recfusion.models.item_index import ItemIndex
 from recfusion.models.tf_setup import tf
 from recfusion.search.hybrid import rank_by_score, reciprocal_rank_fusion
 from recfusion.search.lexical import LexicalIndex
@@ -67,6 +67,7 @@ class Searcher:
     lexical_index: LexicalIndex
     settings: SearchSettings
     personal: PersonalScorer | None = None
+    index: ItemIndex | None = None  # the retrieval model's item index; None = exact scan
 
     def lexical(self, texts: Sequence[str]) -> np.ndarray:
         return self.lexical_index.search(texts, self.settings.candidates)[0]
@@ -74,9 +75,10 @@ class Searcher:
     def semantic(self, texts: Sequence[str]) -> np.ndarray:
         if self.tower is None or not texts:
             return np.full((len(texts), self.settings.candidates), -1, dtype=np.int64)
-        scores = embed_queries(self.tower, self.encoder, list(texts)) @ self.item_embeddings.T
+        queries = embed_queries(self.tower, self.encoder, list(texts))
         empty = np.array([not self.encoder.encode([t])["grams"].any() for t in texts])
-        ranked = top_k(scores, self.settings.candidates).astype(np.int64)
+        index = self.index or ItemIndex(self.item_embeddings)
+        ranked = index.top(queries, self.settings.candidates)
         ranked[empty] = -1  # a query without letters or digits means nothing to the tower
         return ranked
 
@@ -138,7 +140,8 @@ class Searcher:
 
     @classmethod
     def load(cls, folder: Path, item_embeddings: np.ndarray,
-             personal: PersonalScorer | None = None) -> Searcher:  # fmt: skip
+             personal: PersonalScorer | None = None, index: ItemIndex | None = None,
+             ) -> Searcher:  # fmt: skip
         """The searcher saved in `folder` over the retrieval model's item embeddings.
 
         Raises:
@@ -161,7 +164,7 @@ class Searcher:
             checkpoint.read(str(folder / "weights" / "tower")).expect_partial()
         lexical = LexicalIndex.load(folder / "bm25", len(item_embeddings))
         return cls(encoder, tower, item_embeddings, lexical,
-                   SearchSettings(**meta["settings"]), personal)  # fmt: skip
+                   SearchSettings(**meta["settings"]), personal, index)  # fmt: skip
 
 
 def _reason(item: int, lexical: np.ndarray, semantic: np.ndarray, words: list[str],

@@ -153,7 +153,7 @@ class Recommender:
         popular = order[data.catalog.in_stock[order]]
         searcher = None
         if (root / SEARCH_DIR).is_dir():
-            searcher = load_searcher(root / SEARCH_DIR, root / RANKING_DIR, data, retrieval[1],
+            searcher = load_searcher(root / SEARCH_DIR, root / RANKING_DIR, data, retrieval,
                                      list(history))  # fmt: skip
         log.info("recommender: %d users, %d items, history %s, search %s", len(data.users),
                  len(data.catalog), "+".join(history), "on" if searcher else "off")  # fmt: skip

@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     if ranking:
         result["ranking_heads"] = {h: {k: v for k, v in r.items() if k != "calibration"}
                                    for h, r in ranking["heads"].items()}  # fmt: skip
-    searcher = load_searcher(SEARCH_DIR, RANKING_DIR, data, item_embeddings, SEARCH_HISTORY)
+    searcher = load_searcher(SEARCH_DIR, RANKING_DIR, data, retrieval, SEARCH_HISTORY)
     result["search"] = evaluate_search(searcher, read_table(PREPARED_DIR / "queries.parquet"), data)
     write_json(result, REPORTS_DIR / "metrics.json")
     write_plots(result, sorted(cfg.evaluate.ks))

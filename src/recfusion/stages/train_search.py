@@ -26,6 +26,7 @@ from recfusion.data.io import read_table, write_json
 from recfusion.fusion.assemble import usual_hour
 from recfusion.models.dataset import ModelData, build_model_data, read_prepared
 from recfusion.models.devices import plan_devices
+from recfusion.models.item_index import ItemIndex
 from recfusion.paths import PREPARED_DIR, RANKING_DIR, REPORTS_DIR, RETRIEVAL_DIR, SEARCH_DIR
 from recfusion.search.evaluation import choose_weights, evaluate_variants, query_set
 from recfusion.search.lexical import LexicalIndex, item_documents
@@ -38,8 +39,10 @@ log = logging.getLogger(__name__)
 
 
 def run(cfg: Config, data: ModelData, items: pd.DataFrame, queries: pd.DataFrame,
-        item_embeddings: np.ndarray, ranking_dir: Path) -> tuple[Searcher, dict[str, Any]]:  # fmt: skip
-    """The fitted searcher and its validation report."""
+        item_embeddings: np.ndarray, ranking_dir: Path, index: ItemIndex | None = None,
+        ) -> tuple[Searcher, dict[str, Any]]:  # fmt: skip
+    """The fitted searcher and its validation report (`index`: the retrieval model's item
+    index, which serving will use; None = exact scan)."""
     sc = cfg.train.search
     train, val = query_set(queries, data, ["train"]), query_set(queries, data, ["val"])
     train_texts = queries.loc[queries["split"] == "train", "query"].astype(str).tolist()
@@ -64,7 +67,7 @@ def run(cfg: Config, data: ModelData, items: pd.DataFrame, queries: pd.DataFrame
         ranking_dir, data, data.history(["train"]), usual_hour(data, ["train"])
     )
     searcher = Searcher(encoder, tower, item_embeddings, lexical, settings_from(sc, 1.0, 0.0),
-                        personal)  # fmt: skip
+                        personal, index)  # fmt: skip
     if len(val):
         lex_w, pers_w, trials = choose_weights(searcher, val, sc.lexical_weights,
                                                sc.personal_weights)  # fmt: skip
@@ -82,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     item_embeddings = np.load(RETRIEVAL_DIR / "item_embeddings.npy")
     if len(item_embeddings) != len(data.catalog):
         raise ValueError("models/retrieval was trained on another catalogue; run train_retrieval")
-    searcher, report = run(cfg, data, prepared.items, queries, item_embeddings, RANKING_DIR)
+    index = ItemIndex.load(RETRIEVAL_DIR, item_embeddings)
+    searcher, report = run(cfg, data, prepared.items, queries, item_embeddings, RANKING_DIR, index)
     if SEARCH_DIR.exists():
         shutil.rmtree(SEARCH_DIR)
     searcher.save(SEARCH_DIR)
