@@ -24,6 +24,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -147,6 +148,7 @@ def measure(workdir: Path, requests: int) -> dict[str, Any]:
             if len(answer) == 0:
                 raise RuntimeError(f"empty answer to {f.to_dict('records')}")
         result[kind] = percentiles(ms)
+    result["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
     return result
 
 

@@ -65,15 +65,14 @@ def choose_weights(searcher: Searcher, queries: QuerySet, lexical_weights: Seque
     personalised NDCG@10 (ties: the first in the list)."""
     if not lexical_weights or not personal_weights:
         raise ValueError("train.search.lexical_weights and personal_weights need a value each")
-    lexical = searcher.lexical(queries.texts)
-    semantic = searcher.semantic(queries.texts)
+    lexical, semantic = lists = searcher.retrieve(queries.texts)
     trials: dict[str, dict[str, float]] = {}
     for w in lexical_weights:
         ranked, _ = reciprocal_rank_fusion([lexical, semantic], [w, 1.0], searcher.settings.rrf_k)
         trials[f"lexical_weight={w}"] = metrics_of(ranked, queries.clicked)
     best_lex = max(lexical_weights, key=lambda w: trials[f"lexical_weight={w}"]["ndcg@10"])
     for w in personal_weights:
-        ranked, _ = searcher.personalised(queries.texts, queries.rows, w, best_lex)
+        ranked, _ = searcher.personalised(queries.texts, queries.rows, w, best_lex, lists)
         trials[f"personal_weight={w}"] = metrics_of(ranked, queries.clicked)
     best_pers = max(personal_weights, key=lambda w: trials[f"personal_weight={w}"]["ndcg@10"])
     log.info("search weights on validation: lexical %.2f, personal %.2f", best_lex, best_pers)

@@ -32,6 +32,7 @@ from recfusion.search.text import QueryEncoder
 VARIANTS = ("lexical", "semantic", "hybrid", "personalised")
 # [n] user rows (-1 = anonymous), [n, m] catalogue positions (-1 = empty) -> [n, m] scores
 PersonalScorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
+Lists = tuple[np.ndarray, np.ndarray]  # [n, candidates] BM25 and query-tower positions
 
 
 @dataclass(frozen=True)
@@ -82,18 +83,23 @@ class Searcher:
         ranked[empty] = -1  # a query without letters or digits means nothing to the tower
         return ranked
 
+    def retrieve(self, texts: Sequence[str]) -> Lists:
+        """The BM25 and the query-tower candidate lists of each query."""
+        return self.lexical(texts), self.semantic(texts)
+
     def hybrid(self, texts: Sequence[str], lexical_weight: float | None = None,
-               ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-        """([n, m] positions best first, -1 padded; [n, m] RRF scores)."""
+               lists: Lists | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """([n, m] positions best first, -1 padded; [n, m] RRF scores). `lists`: the output of
+        `retrieve(texts)` when the caller has it already."""
         weight = self.settings.lexical_weight if lexical_weight is None else lexical_weight
-        return reciprocal_rank_fusion([self.lexical(texts), self.semantic(texts)],
-                                      [weight, 1.0], self.settings.rrf_k)  # fmt: skip
+        lexical, semantic = lists if lists is not None else self.retrieve(texts)
+        return reciprocal_rank_fusion([lexical, semantic], [weight, 1.0], self.settings.rrf_k)
 
     def personalised(self, texts: Sequence[str], rows: np.ndarray,
                      personal_weight: float | None = None, lexical_weight: float | None = None,
-                     ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+                     lists: Lists | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         """The hybrid list re-fused with the ranking model's order for each query's user."""
-        items, scores = self.hybrid(texts, lexical_weight)
+        items, scores = self.hybrid(texts, lexical_weight, lists)
         weight = self.settings.personal_weight if personal_weight is None else personal_weight
         if self.personal is None or weight == 0 or items.shape[1] == 0:
             return items, scores
@@ -106,8 +112,8 @@ class Searcher:
                ) -> tuple[np.ndarray, np.ndarray, list[str]]:  # fmt: skip
         """One query, personalised for user row `row` (-1 = anonymous): the top k catalogue
         positions not in `exclude`, their fused scores, and why each was found."""
-        lexical, semantic = self.lexical([text]), self.semantic([text])
-        items, scores = self.personalised([text], np.array([row]))
+        lexical, semantic = self.retrieve([text])
+        items, scores = self.personalised([text], np.array([row]), lists=(lexical, semantic))
         items, scores = items[0], scores[0]
         keep = (items >= 0) & ~np.isin(items, exclude)
         items, scores = items[keep][:k], scores[keep][:k]
