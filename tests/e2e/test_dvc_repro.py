@@ -184,7 +184,8 @@ def test_registry_gate_and_served_model(workspace) -> None:
         assert status == 200, answer
         rows = answer["predictions"]
         assert len(rows) == 4 + 3 + 2
-        assert "ordered for your taste" in rows[0]["reason"]
+        personal = json.loads((dest / "reports/search.json").read_text())["personal_weight"] > 0
+        assert ("ordered for your taste" in rows[0]["reason"]) == personal  # chosen on validation
         assert all("taste" not in r["reason"] for r in rows[4:7])  # anonymous: not personalised
         assert all("words" in r["reason"] for r in rows[:7])
         assert all(r["reason"] for r in rows[7:])  # an empty query is a recommendation

@@ -118,7 +118,8 @@ class Searcher:
         keep = (items >= 0) & ~np.isin(items, exclude)
         items, scores = items[keep][:k], scores[keep][:k]
         words = tokenize(text)
-        why = [_reason(int(i), lexical[0], semantic[0], words, row >= 0) for i in items]
+        personal = row >= 0 and self.personal is not None and self.settings.personal_weight > 0
+        why = [_reason(int(i), lexical[0], semantic[0], words, personal) for i in items]
         return items, scores, why
 
     def rank(self, variant: str, texts: Sequence[str], rows: np.ndarray) -> np.ndarray:
