@@ -74,12 +74,12 @@ def tag_features(folder: Path, data: ModelData, encode: Callable[[dict], np.ndar
     head.build((None, int(meta["tower_sizes"]["dim"])))
     tf.train.Checkpoint(head=head).read(str(folder / "weights" / "head")).expect_partial()
 
+    forward = traced(head)
+
     def features(cands: CandidateSet) -> dict[str, np.ndarray]:
         emb = encode(user_inputs(data.users, cands.rows, history[cands.rows]))
-        forward = traced(head)
-        probs = np.concatenate([forward(emb[i : i + 4096]).numpy()
-                                for i in range(0, len(emb), 4096)]) if len(emb) else np.zeros(
-            (0, len(categories)), dtype=np.float32)  # fmt: skip
+        parts = [forward(emb[i : i + 4096]).numpy() for i in range(0, len(emb), 4096)]
+        probs = np.concatenate(parts) if parts else np.zeros((0, len(categories)), np.float32)
         affinity = np.take_along_axis(probs, tag_of_item[np.maximum(cands.items, 0)], axis=1)
         return {"tag_affinity": np.where(cands.valid, affinity, 0.0).astype(np.float32)}
 

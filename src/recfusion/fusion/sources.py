@@ -95,15 +95,18 @@ class TwoTowerSource(Source):
         self.data, self.encode, self.items = data, encode, item_embeddings
         self.index = index
 
+    def _users(self, rows: np.ndarray, history: History) -> np.ndarray:
+        """[U, dim] user embeddings of `rows` from their recent history."""
+        return self.encode(user_inputs(self.data.users, rows, history.recent[rows]))
+
     def scores(self, rows: np.ndarray, history: History) -> np.ndarray:
-        q = self.encode(user_inputs(self.data.users, rows, history.recent[rows]))
-        return q @ self.items.T
+        return self._users(rows, history) @ self.items.T
 
     def candidates(self, rows: np.ndarray, history: History, n: int,
                    exclude: Sequence[np.ndarray]) -> tuple[np.ndarray, ScoreLookup]:  # fmt: skip
         if self.index is None or not self.index.approximate:
             return super().candidates(rows, history, n, exclude)
-        q = self.encode(user_inputs(self.data.users, rows, history.recent[rows]))
+        q = self._users(rows, history)
         return self.index.top(q, n, exclude), lambda u, items: self.items[items] @ q[u]
 
     def explain_item(self, row: int, item: int, history: History) -> str:

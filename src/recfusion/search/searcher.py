@@ -77,7 +77,7 @@ class Searcher:
         if self.tower is None or not texts:
             return np.full((len(texts), self.settings.candidates), -1, dtype=np.int64)
         queries = embed_queries(self.tower, self.encoder, list(texts))
-        empty = np.array([not self.encoder.encode([t])["grams"].any() for t in texts])
+        empty = np.array([not tokenize(t) for t in texts])  # no word, hence no trigram
         index = self.index or ItemIndex(self.item_embeddings)
         ranked = index.top(queries, self.settings.candidates)
         ranked[empty] = -1  # a query without letters or digits means nothing to the tower

@@ -97,8 +97,13 @@ def parse_requests(frame: pd.DataFrame, max_k: int, max_query_chars: int) -> lis
     return out
 
 
+def _missing(value: object) -> bool:
+    """An optional cell left empty: None, or NaN where pandas filled a missing value."""
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
 def _query_of(value: object, n: int, max_chars: int) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if _missing(value):
         return ""
     if not isinstance(value, str):
         raise RequestError(f"row {n}: query must be a string, got {value!r}")
@@ -109,7 +114,7 @@ def _query_of(value: object, n: int, max_chars: int) -> str:
 
 
 def _exclude_of(value: object, n: int) -> tuple[str, ...]:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if _missing(value):
         return ()
     if isinstance(value, np.ndarray):
         value = value.tolist()
