@@ -117,7 +117,10 @@ def _write_answer(answer: pd.DataFrame, out: Path | None) -> int:
 
 def _search(args: argparse.Namespace) -> int:
     if not args.query.strip():
-        raise ValueError('give a query: recfusion search "waterproof boots" [--user ID]')
+        raise ValueError(
+            'give a query: recfusion search "waterproof boots" [--user ID] '
+            "(recommendations without a query: recfusion recommend --user ID)"
+        )
     request = pd.DataFrame({"user_id": [args.user or ANONYMOUS], "k": [args.k],
                             "query": [args.query]})  # fmt: skip
     return _write_answer(load_model(args.model, args.params).predict(request), args.out)

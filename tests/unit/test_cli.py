@@ -36,3 +36,9 @@ def test_bad_params_give_exit_2_and_message(tmp_path, caplog) -> None:
     bad.write_text(PARAMS.read_text().replace("seed: 42", "seed: forty-two"))
     assert cli.main(["config", "--params", str(bad)]) == 2
     assert "key 'seed' must be an integer" in caplog.text
+
+
+def test_empty_search_query_is_refused_before_loading_a_model(caplog) -> None:
+    # no model is loaded: the refusal comes first, with the command that does answer
+    assert cli.main(["search", "  ", "--model", "models:/no-such-model@production"]) == 2
+    assert "give a query" in caplog.text and "recfusion recommend --user ID" in caplog.text
