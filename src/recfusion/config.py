@@ -229,6 +229,7 @@ class GateConfig:
     max_drop: dict[str, float]  # metric -> largest allowed drop against production
     max_slice_drop: float  # largest allowed drop of the primary metric in any slice
     require_significant_gain: bool  # the paired-bootstrap interval of the gain must be above 0
+    significant_drops_only: bool  # a drop over its limit fails only if its interval is below 0
     bootstrap_samples: int  # resamples of that bootstrap
     latency_budget_ms: float  # slowest acceptable p95 answer to one sample request
     sample_requests: int  # single-user requests timed in the fresh-process check

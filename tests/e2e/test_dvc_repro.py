@@ -226,6 +226,12 @@ def test_registry_gate_and_served_model(workspace) -> None:
     second = json.loads((dest / "reports/gate.json").read_text())
     assert second["version"] == "2" and second["champion"] == "1"
     assert set(second["production"]) == set(second["candidate"])
+    # every drop check has its paired interval; the gain interval is the primary metric's
+    drops = second["drop_intervals"]
+    assert {"ndcg@10", "recall@10", "cold_start=warm"} <= set(drops)
+    assert (
+        all(lo <= hi for lo, hi in drops.values()) and second["gain_interval"] == drops["ndcg@10"]
+    )
     recfusion(["registry", "promote", "2", "--to", "production", "--reason", "e2e"]
               + ([] if second["passed"] else ["--force"]), dest, env)  # fmt: skip
     assert "back on version 1" in recfusion(["registry", "rollback"], dest, env)

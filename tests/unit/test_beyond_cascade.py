@@ -61,7 +61,7 @@ def test_mmr_trades_relevance_for_diversity_and_caps_brands() -> None:
 
 
 def test_slices_and_gap_skip_tiny_groups() -> None:
-    from recfusion.evaluation.slices import MIN_GROUP_USERS, slice_ndcg
+    from recfusion.evaluation.slices import MIN_GROUP_USERS, slice_ndcg, slice_ndcg_per_user
 
     n = MIN_GROUP_USERS
     # users 0..n-1 hit their item at rank 1 (NDCG 1), users n..2n-1 miss (0), one tiny group user
@@ -76,3 +76,7 @@ def test_slices_and_gap_skip_tiny_groups() -> None:
     assert out["g"]["groups"] == {"a": 1.0, "b": 0.0, "tiny": 1.0}
     assert out["g"]["gap"] == 1.0  # a vs b; the one-user group is not counted
     assert out["long_tail_items"] == {"ndcg": 0.0, "users": n}
+    # per user, in user order: the vectors the gate pairs between two models
+    per = slice_ndcg_per_user(ranked, relevant, masks, tail, 2)
+    assert per["g=a"].tolist() == [1.0] * n and per["g=b"].tolist() == [0.0] * n
+    assert per["g=tiny"].tolist() == [1.0] and per["long_tail_items"].tolist() == [0.0] * n

@@ -49,3 +49,32 @@ def test_slices_and_significance() -> None:
 def test_unknown_metric_is_an_error() -> None:
     with pytest.raises(ValueError, match="no 'ndcg@10'"):
         decide({"recall@10": 0.2}, None, POLICY, OK)
+
+
+@pytest.mark.parametrize(
+    ("significant_only", "interval", "passed"),
+    [
+        (False, (-0.03, 0.004), False),  # size alone: drop 0.02 > 0.01 fails
+        (True, (-0.03, 0.004), True),  # over the limit, but the interval reaches zero: noise
+        (True, (-0.03, -0.002), False),  # over the limit and significant
+        (True, None, False),  # no interval: judged by size
+    ],
+)  # fmt: skip
+def test_drops_over_the_limit_fail_only_when_significant(significant_only, interval,
+                                                         passed) -> None:  # fmt: skip
+    policy = GatePolicy({"ndcg@10": 0.0}, {"ndcg@10": 0.01}, 0.02, False, 100.0, significant_only)
+    intervals = {} if interval is None else {"ndcg@10": interval, "cold": interval}
+    d = decide({"ndcg@10": 0.10}, {"ndcg@10": 0.12}, policy, OK, {"cold": 0.05}, {"cold": 0.08},
+               None, intervals)  # fmt: skip
+    assert d.passed is passed
+    failing = [] if passed else ["drop ndcg@10", "slice cold"]
+    assert [c.name for c in d.checks if not c.passed] == failing
+    if interval is not None:
+        assert f"[{interval[0]:+.4f}, {interval[1]:+.4f}]" in d.checks[1].detail
+
+
+def test_a_drop_within_the_limit_passes_whatever_its_interval() -> None:
+    policy = GatePolicy({"ndcg@10": 0.0}, {"ndcg@10": 0.01}, 0.02, False, 100.0, True)
+    d = decide({"ndcg@10": 0.115}, {"ndcg@10": 0.12}, policy, OK, None, None, None,
+               {"ndcg@10": (-0.009, -0.001)})  # fmt: skip
+    assert d.passed

@@ -50,6 +50,22 @@ def test_ndcg_per_user_matches_the_mean() -> None:
     assert per_user.mean() == pytest.approx(ranking_metrics(ranked, relevant, [3])["ndcg@3"])
 
 
+def test_per_user_metrics_average_to_ranking_metrics() -> None:
+    from recfusion.evaluation.metrics import per_user_metrics
+
+    ranked = np.array([[5, 3, 9], [1, 2, 4], [7, 8, 6]])
+    relevant = [np.array([3, 7]), np.array([1]), np.array([], dtype=int)]  # user 2: no positive
+    per_user = per_user_metrics(ranked, relevant, [1, 3])
+    means = ranking_metrics(ranked, relevant, [1, 3])
+    assert set(per_user) == set(means)
+    for name, values in per_user.items():
+        assert len(values) == 2 and values.mean() == pytest.approx(means[name])
+    assert per_user["recall@3"] == pytest.approx([0.5, 1.0])
+    assert per_user["mrr@3"] == pytest.approx([0.5, 1.0]) and per_user["hit@1"] == pytest.approx(
+        [0, 1]
+    )
+
+
 def test_paired_bootstrap() -> None:
     from recfusion.evaluation.metrics import paired_bootstrap
 

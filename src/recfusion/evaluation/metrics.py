@@ -66,16 +66,25 @@ def ranking_metrics(
     Returns:
         {"recall@10": ..., "ndcg@10": ..., ...} for every metric in METRICS and k in ks.
     """
+    per_user = per_user_metrics(ranked, relevant, ks)
+    if not len(per_user[f"ndcg@{max(ks)}"]):
+        return {name: float("nan") for name in per_user}
+    return {name: float(np.mean(values)) for name, values in per_user.items()}
+
+
+def per_user_metrics(
+    ranked: np.ndarray, relevant: Sequence[np.ndarray], ks: Sequence[int]
+) -> dict[str, np.ndarray]:
+    """Each metric of `ranking_metrics` per user with at least one relevant item (for paired
+    comparisons of two models on the same users)."""
     if max(ks) > ranked.shape[1]:
         raise ValueError(f"ranked has {ranked.shape[1]} columns, fewer than k={max(ks)}")
     n_rel = np.array([len(r) for r in relevant])
     keep = n_rel > 0
     hits = hits_matrix(ranked, relevant)[keep]
     n_rel = n_rel[keep]
-    out: dict[str, float] = {}
-    if len(n_rel) == 0:
-        return {f"{m}@{k}": float("nan") for m in METRICS for k in ks}
     discounts = 1.0 / np.log2(np.arange(2, ranked.shape[1] + 2))
+    out: dict[str, np.ndarray] = {}
     for k in ks:
         h = hits[:, :k]
         n_hits = h.sum(axis=1)
@@ -83,12 +92,12 @@ def ranking_metrics(
         ideal = np.cumsum(discounts[:k])[np.minimum(n_rel, k) - 1]
         first = np.where(h.any(axis=1), h.argmax(axis=1) + 1, np.inf)
         precision_at_hit = np.cumsum(h, axis=1) / np.arange(1, k + 1)
-        out[f"recall@{k}"] = float(np.mean(n_hits / n_rel))
-        out[f"precision@{k}"] = float(np.mean(n_hits / k))
-        out[f"ndcg@{k}"] = float(np.mean(dcg / ideal))
-        out[f"mrr@{k}"] = float(np.mean(1.0 / first))
-        out[f"map@{k}"] = float(np.mean((precision_at_hit * h).sum(axis=1) / np.minimum(n_rel, k)))
-        out[f"hit@{k}"] = float(np.mean(n_hits > 0))
+        out[f"recall@{k}"] = n_hits / n_rel
+        out[f"precision@{k}"] = n_hits / k
+        out[f"ndcg@{k}"] = dcg / ideal
+        out[f"mrr@{k}"] = 1.0 / first
+        out[f"map@{k}"] = (precision_at_hit * h).sum(axis=1) / np.minimum(n_rel, k)
+        out[f"hit@{k}"] = (n_hits > 0).astype(np.float64)
     return out
 
 

@@ -14,8 +14,13 @@ import numpy as np
 import pandas as pd
 
 from recfusion.evaluation.beyond import coverage, long_tail_items
-from recfusion.evaluation.metrics import ndcg_per_user, ranking_metrics
-from recfusion.evaluation.slices import MIN_GROUP_USERS, slice_ndcg, user_groups
+from recfusion.evaluation.metrics import per_user_metrics, ranking_metrics
+from recfusion.evaluation.slices import (
+    MIN_GROUP_USERS,
+    slice_ndcg,
+    slice_ndcg_per_user,
+    user_groups,
+)
 from recfusion.fusion.sources import build_history
 from recfusion.models.dataset import ModelData, PreparedData
 from recfusion.serving.recommender import Recommender
@@ -34,7 +39,8 @@ class TestSet:
 class Scores:
     overall: dict[str, float]  # ranking metrics at each k, coverage@10
     slices: dict[str, float]  # "attribute=group" and "long_tail_items" -> NDCG@10
-    ndcg_per_user: np.ndarray  # [U] NDCG@10, for the paired bootstrap
+    per_user: dict[str, np.ndarray]  # metric of `overall` -> [U] values, for paired bootstraps
+    slice_per_user: dict[str, np.ndarray]  # slice of `slices` -> its users' NDCG@10, paired too
 
 
 def build_test_set(prepared: PreparedData, data: ModelData, head_share: float) -> TestSet:
@@ -64,4 +70,6 @@ def score_recommender(recommender: Recommender, test: TestSet, ks: list[int]) ->
         for group, value in s["groups"].items():
             if s["users"][group] >= MIN_GROUP_USERS:  # smaller groups are too noisy to gate on
                 slices[f"{attribute}={group}"] = value
-    return Scores(overall, slices, ndcg_per_user(ranked[:, :10], test.relevant, 10))
+    per_slice = slice_ndcg_per_user(ranked, test.relevant, test.groups, test.tail, 10)
+    return Scores(overall, slices, per_user_metrics(ranked, test.relevant, sorted(ks)),
+                  {name: per_slice[name] for name in slices})  # fmt: skip

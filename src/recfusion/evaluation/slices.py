@@ -36,24 +36,42 @@ def slice_ndcg(
         groups: attribute -> group name -> boolean mask over the users.
         tail: [n_items] True for long-tail items.
     """
-    rel_sizes = np.array([len(r) for r in relevant])
-    per_user = np.full(len(relevant), np.nan)
-    per_user[rel_sizes > 0] = ndcg_per_user(ranked, relevant, k)
+    per = slice_ndcg_per_user(ranked, relevant, groups, tail, k)
     out: dict = {}
     for attribute, masks in groups.items():
-        values = {g: float(np.nanmean(per_user[m])) for g, m in masks.items()
-                  if m.any() and np.isfinite(per_user[m]).any()}  # fmt: skip
+        of = {g: per[f"{attribute}={g}"] for g in masks}
+        values = {g: float(np.nanmean(v)) for g, v in of.items() if np.isfinite(v).any()}
         sizes = {g: int(m.sum()) for g, m in masks.items()}
         counted = [v for g, v in values.items() if sizes[g] >= MIN_GROUP_USERS]
         gap = float(max(counted) - min(counted)) if len(counted) > 1 else 0.0
         out[attribute] = {"groups": values, "users": sizes, "gap": gap}
-    tail_rel = [r[tail[r]] for r in relevant]
-    has = np.array([len(r) > 0 for r in tail_rel])
+    tail_users = per["long_tail_items"]
     out["long_tail_items"] = {
-        "ndcg": float(ndcg_per_user(ranked[has], [tail_rel[i] for i in np.flatnonzero(has)],
-                                    k).mean()) if has.any() else float("nan"),
-        "users": int(has.sum()),
-    }  # fmt: skip
+        "ndcg": float(tail_users.mean()) if len(tail_users) else float("nan"),
+        "users": len(tail_users),
+    }
+    return out
+
+
+def slice_ndcg_per_user(
+    ranked: np.ndarray,
+    relevant: Sequence[np.ndarray],
+    groups: dict[str, dict[str, np.ndarray]],
+    tail: np.ndarray,
+    k: int,
+) -> dict[str, np.ndarray]:
+    """Per slice ("attribute=group", and "long_tail_items" for the users with a long-tail
+    positive), NDCG@k of each of its users in user order, NaN for a user without relevant items.
+    A slice's NDCG@k is the nanmean; two models scored on the same users give paired vectors."""
+    rel_sizes = np.array([len(r) for r in relevant])
+    per_user = np.full(len(relevant), np.nan)
+    per_user[rel_sizes > 0] = ndcg_per_user(ranked, relevant, k)
+    out = {f"{attribute}={g}": per_user[m] for attribute, masks in groups.items()
+           for g, m in masks.items()}  # fmt: skip
+    tail_rel = [r[tail[r]] for r in relevant]
+    has = np.flatnonzero([len(r) > 0 for r in tail_rel])
+    out["long_tail_items"] = (ndcg_per_user(ranked[has], [tail_rel[i] for i in has], k)
+                              if len(has) else np.zeros(0))  # fmt: skip
     return out
 
 

@@ -18,6 +18,7 @@ class GatePolicy:
     max_slice_drop: float  # largest allowed drop of any slice's metric against the champion
     require_significant_gain: bool  # the bootstrap interval of the gain must lie above zero
     latency_budget_ms: float  # slowest acceptable answer to the sample request
+    significant_drops_only: bool = False  # a drop over the limit fails only if it is not noise
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ def decide(
     candidate_slices: Mapping[str, float] | None = None,
     champion_slices: Mapping[str, float] | None = None,
     gain_interval: tuple[float, float] | None = None,
+    drop_intervals: Mapping[str, tuple[float, float]] | None = None,
 ) -> Decision:
     """Applies every rule of `policy`; the candidate passes only if every check passes.
 
@@ -64,6 +66,10 @@ def decide(
         infra: the fresh-process load / answer / latency check.
         candidate_slices, champion_slices: slice name -> metric (cold-start, long-tail, groups).
         gain_interval: bootstrap interval of candidate - champion on the primary metric.
+        drop_intervals: metric or slice name -> paired-bootstrap interval of candidate -
+            champion. With `policy.significant_drops_only`, a drop over its limit whose interval
+            reaches zero or above passes (it cannot be told from noise); a drop without an
+            interval is judged by its size alone.
 
     Raises:
         ValueError: a floor or drop names a metric the candidate does not report.
@@ -73,20 +79,17 @@ def decide(
         value = _get(candidate, metric, "candidate")
         checks.append(Check(f"floor {metric}", value >= floor, f"{value:.4f} vs floor {floor:.4f}"))
     if champion is not None:
+        intervals = drop_intervals or {}
         for metric, allowed in policy.max_drop.items():
             new, old = _get(candidate, metric, "candidate"), _get(champion, metric, "champion")
-            drop = old - new
-            checks.append(Check(f"drop {metric}", drop <= allowed,
-                                f"{new:.4f} vs champion {old:.4f} (drop {drop:+.4f}, "
-                                f"allowed {allowed:.4f})"))  # fmt: skip
+            checks.append(_drop_check(f"drop {metric}", new, old, allowed, policy,
+                                      intervals.get(metric)))  # fmt: skip
         for name, old in (champion_slices or {}).items():
             if candidate_slices is None or name not in candidate_slices:
                 checks.append(Check(f"slice {name}", False, "missing from the candidate's report"))
                 continue
-            drop = old - candidate_slices[name]
-            checks.append(Check(f"slice {name}", drop <= policy.max_slice_drop,
-                                f"{candidate_slices[name]:.4f} vs champion {old:.4f} (drop "
-                                f"{drop:+.4f}, allowed {policy.max_slice_drop:.4f})"))  # fmt: skip
+            checks.append(_drop_check(f"slice {name}", candidate_slices[name], old,
+                                      policy.max_slice_drop, policy, intervals.get(name)))  # fmt: skip
         if policy.require_significant_gain:
             ok = gain_interval is not None and gain_interval[0] > 0
             detail = ("no bootstrap interval given" if gain_interval is None else
@@ -97,6 +100,21 @@ def decide(
     checks.append(Check("latency", infra.answers and infra.latency_ms <= policy.latency_budget_ms,
                         f"{infra.latency_ms:.1f} ms vs budget {policy.latency_budget_ms:.1f} ms"))  # fmt: skip
     return Decision(all(c.passed for c in checks), checks)
+
+
+def _drop_check(name: str, new: float, old: float, allowed: float, policy: GatePolicy,
+                interval: tuple[float, float] | None) -> Check:  # fmt: skip
+    """Fails a drop of more than `allowed`, unless drops must be significant and the interval
+    of candidate - champion reaches zero."""
+    drop = old - new
+    detail = f"{new:.4f} vs champion {old:.4f} (drop {drop:+.4f}, allowed {allowed:.4f}"
+    if interval is not None:
+        detail += f"; interval of the difference [{interval[0]:+.4f}, {interval[1]:+.4f}]"
+    if drop <= allowed:
+        return Check(name, True, detail + ")")
+    if policy.significant_drops_only and interval is not None and interval[1] >= 0:
+        return Check(name, True, detail + "; over the limit but not significant: noise)")
+    return Check(name, False, detail + ")")
 
 
 def _get(metrics: Mapping[str, float], name: str, whose: str) -> float:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 from mlflow import MlflowClient
 
 from recfusion.config import Config
@@ -46,7 +47,23 @@ PROBE_UNKNOWN_USER = "gate-probe-unknown-user"
 def policy_of(cfg: Config) -> GatePolicy:
     g = cfg.registry.gate
     return GatePolicy(g.floors, g.max_drop, g.max_slice_drop, g.require_significant_gain,
-                      g.latency_budget_ms)  # fmt: skip
+                      g.latency_budget_ms, g.significant_drops_only)  # fmt: skip
+
+
+def drop_intervals(cand: Scores, champ: Scores, samples: int,
+                   seed: int) -> dict[str, tuple[float, float]]:  # fmt: skip
+    """Paired-bootstrap interval of candidate - champion for every metric and slice both were
+    scored on, over the same users (users without a value in either are left out)."""
+    pairs = {**{m: (v, champ.per_user[m]) for m, v in cand.per_user.items() if m in champ.per_user},
+             **{n: (v, champ.slice_per_user[n]) for n, v in cand.slice_per_user.items()
+                if n in champ.slice_per_user}}  # fmt: skip
+    out = {}
+    for name, (new, old) in pairs.items():
+        both = np.isfinite(new) & np.isfinite(old)
+        if both.sum() >= 2:
+            b = paired_bootstrap(new[both], old[both], samples, seed)
+            out[name] = (b["ci_low"], b["ci_high"])
+    return out
 
 
 def score_version(uri: str, test: TestSet, ks: list[int], tmp: Path) -> Scores:
@@ -112,13 +129,11 @@ def run(cfg: Config, root: Path) -> dict[str, Any]:
                 champ = score_version(f"models:/{name}@production", test, ks, Path(tmp) / "prod")
             except (OSError, ValueError) as e:
                 champ_error = f"production version {champion} could not be re-scored: {e}"
-    gain = None
-    if champ is not None:
-        b = paired_bootstrap(cand.ndcg_per_user, champ.ndcg_per_user, g.bootstrap_samples,
-                             cfg.seed)  # fmt: skip
-        gain = (b["ci_low"], b["ci_high"])
+    intervals = {} if champ is None else drop_intervals(cand, champ, g.bootstrap_samples, cfg.seed)
+    gain = intervals.get(g.metric)
     decision = decide(cand.overall, None if champ is None else champ.overall, policy_of(cfg),
-                      infra, cand.slices, None if champ is None else champ.slices, gain)  # fmt: skip
+                      infra, cand.slices, None if champ is None else champ.slices, gain,
+                      intervals)  # fmt: skip
     if champ_error:
         decision = Decision(False, [*decision.checks, Check("champion re-scored", False,
                                                             champ_error)])  # fmt: skip
@@ -134,6 +149,7 @@ def run(cfg: Config, root: Path) -> dict[str, Any]:
             "outcome": outcome, "reasons": decision.reasons,
             "candidate": cand.overall, "production": champ.overall if champ else None,
             "gain_interval": list(gain) if gain else None,
+            "drop_intervals": {name: list(v) for name, v in intervals.items()},
             "infra": {"loads": infra.loads, "answers": infra.answers,
                       "latency_p95_ms": infra.latency_ms if infra.answers else None, "error": infra.error}}  # fmt: skip
 
