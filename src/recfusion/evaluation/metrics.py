@@ -66,10 +66,12 @@ def ranking_metrics(
     Returns:
         {"recall@10": ..., "ndcg@10": ..., ...} for every metric in METRICS and k in ks.
     """
-    per_user = per_user_metrics(ranked, relevant, ks)
-    if not len(per_user[f"ndcg@{max(ks)}"]):
-        return {name: float("nan") for name in per_user}
-    return {name: float(np.mean(values)) for name, values in per_user.items()}
+    return mean_metrics(per_user_metrics(ranked, relevant, ks))
+
+
+def mean_metrics(per_user: dict[str, np.ndarray]) -> dict[str, float]:
+    """`ranking_metrics` from the vectors of `per_user_metrics` (NaN when no user counts)."""
+    return {name: float(np.mean(v)) if len(v) else float("nan") for name, v in per_user.items()}
 
 
 def per_user_metrics(

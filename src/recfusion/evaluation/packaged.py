@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 
 from recfusion.evaluation.beyond import coverage, long_tail_items
-from recfusion.evaluation.metrics import per_user_metrics, ranking_metrics
+from recfusion.evaluation.metrics import mean_metrics, per_user_metrics
 from recfusion.evaluation.slices import (
     MIN_GROUP_USERS,
-    slice_ndcg,
     slice_ndcg_per_user,
+    summarise_slices,
     user_groups,
 )
 from recfusion.fusion.sources import build_history
@@ -60,16 +60,16 @@ def score_recommender(recommender: Recommender, test: TestSet, ks: list[int]) ->
     slot = pd.Index(test.user_ids).get_indexer(answer["user_id"])
     pos = test.data.catalog.positions(answer["item_id"])
     ranked[slot, answer["rank"].to_numpy() - 1] = pos  # unknown ids stay -1: never relevant
-    overall = ranking_metrics(ranked, test.relevant, sorted(ks))
+    per_user = per_user_metrics(ranked, test.relevant, sorted(ks))
+    overall = mean_metrics(per_user)
     overall["coverage@10"] = coverage(ranked[:, :10], len(test.data.catalog))
     slices: dict[str, float] = {}
-    for attribute, s in slice_ndcg(ranked, test.relevant, test.groups, test.tail, 10).items():
+    per_slice = slice_ndcg_per_user(ranked, test.relevant, test.groups, test.tail, 10)
+    for attribute, s in summarise_slices(per_slice, test.groups).items():
         if attribute == "long_tail_items":
             slices[attribute] = s["ndcg"]
             continue
         for group, value in s["groups"].items():
             if s["users"][group] >= MIN_GROUP_USERS:  # smaller groups are too noisy to gate on
                 slices[f"{attribute}={group}"] = value
-    per_slice = slice_ndcg_per_user(ranked, test.relevant, test.groups, test.tail, 10)
-    return Scores(overall, slices, per_user_metrics(ranked, test.relevant, sorted(ks)),
-                  {name: per_slice[name] for name in slices})  # fmt: skip
+    return Scores(overall, slices, per_user, {name: per_slice[name] for name in slices})

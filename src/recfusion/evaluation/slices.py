@@ -36,7 +36,11 @@ def slice_ndcg(
         groups: attribute -> group name -> boolean mask over the users.
         tail: [n_items] True for long-tail items.
     """
-    per = slice_ndcg_per_user(ranked, relevant, groups, tail, k)
+    return summarise_slices(slice_ndcg_per_user(ranked, relevant, groups, tail, k), groups)
+
+
+def summarise_slices(per: dict[str, np.ndarray], groups: dict[str, dict[str, np.ndarray]]) -> dict:
+    """`slice_ndcg`'s report from the per-user vectors of `slice_ndcg_per_user`."""
     out: dict = {}
     for attribute, masks in groups.items():
         of = {g: per[f"{attribute}={g}"] for g in masks}

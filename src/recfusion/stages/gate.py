@@ -50,11 +50,12 @@ def policy_of(cfg: Config) -> GatePolicy:
                       g.latency_budget_ms, g.significant_drops_only)  # fmt: skip
 
 
-def drop_intervals(cand: Scores, champ: Scores, samples: int,
+def drop_intervals(cand: Scores, champ: Scores, metrics: set[str], samples: int,
                    seed: int) -> dict[str, tuple[float, float]]:  # fmt: skip
-    """Paired-bootstrap interval of candidate - champion for every metric and slice both were
-    scored on, over the same users (users without a value in either are left out)."""
-    pairs = {**{m: (v, champ.per_user[m]) for m, v in cand.per_user.items() if m in champ.per_user},
+    """Paired-bootstrap interval of candidate - champion for each of `metrics` and every slice
+    both were scored on, over the same users (users without a value in either are left out)."""
+    pairs = {**{m: (cand.per_user[m], champ.per_user[m]) for m in metrics
+                if m in cand.per_user and m in champ.per_user},
              **{n: (v, champ.slice_per_user[n]) for n, v in cand.slice_per_user.items()
                 if n in champ.slice_per_user}}  # fmt: skip
     out = {}
@@ -129,7 +130,9 @@ def run(cfg: Config, root: Path) -> dict[str, Any]:
                 champ = score_version(f"models:/{name}@production", test, ks, Path(tmp) / "prod")
             except (OSError, ValueError) as e:
                 champ_error = f"production version {champion} could not be re-scored: {e}"
-    intervals = {} if champ is None else drop_intervals(cand, champ, g.bootstrap_samples, cfg.seed)
+    checked = {g.metric, *g.max_drop}  # the gain's metric and the metrics with a drop limit
+    intervals = ({} if champ is None else
+                 drop_intervals(cand, champ, checked, g.bootstrap_samples, cfg.seed))  # fmt: skip
     gain = intervals.get(g.metric)
     decision = decide(cand.overall, None if champ is None else champ.overall, policy_of(cfg),
                       infra, cand.slices, None if champ is None else champ.slices, gain,
