@@ -1,31 +1,65 @@
-"""params.yaml -> frozen, typed dataclasses.
+"""params.yaml -> frozen, typed dataclasses: the schema, its names and its value rules.
 
 `params.yaml` is the one source of configuration. Every key it holds must be a field here and
 every field must be in the file: an unknown, missing or mistyped key is a `ConfigError` that
-names the key and the file, so a typo never silently falls back to a default.
+names the key and the file, so a typo never silently falls back to a default. Values are then
+checked against `RANGES` and the cross-field rules of `check_config` (fractions that leave a
+train split, metrics the gate checks that the evaluation computes, ...), so a bad file fails at
+`recfusion config` rather than minutes into a run.
+
+The names of fusion methods, candidate sources, ingest sources, ranking metrics, event types
+and tables are defined here once, as `Literal`s; the runtime tuples (`FUSION_METHODS`,
+`SOURCES`, ...) are derived from them. Reading, merging and type checking live in
+`recfusion.config_parse`, which knows nothing of this schema.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import logging
-import types
-import typing
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-import yaml
+# re-exported: callers import these from recfusion.config
+from recfusion.config_parse import ConfigError as ConfigError
+from recfusion.config_parse import fill_missing as fill_missing
+from recfusion.config_parse import merge_overrides as merge_overrides
+from recfusion.config_parse import parse_dataclass as parse_dataclass
+from recfusion.config_parse import read_yaml
+from recfusion.config_parse import to_plain as to_plain
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PARAMS = Path("params.yaml")
 
+# --------------------------------------------------------------------------- names
+# the fusion methods (recfusion.fusion.fused), in report order
+FusionMethod = Literal["weighted", "rrf", "borda", "stacking", "cascade"]
+# the candidate sources (recfusion.fusion.sources)
+SourceName = Literal["two_tower", "ease", "popularity", "category_popularity", "content"]
+# where `ingest` reads the tables from (recfusion.data.sources)
+IngestSource = Literal["synthetic", "movielens", "files"]
+# ranking metrics computed per user at each k of evaluate.ks (recfusion.evaluation.metrics)
+RankingMetric = Literal["recall", "precision", "ndcg", "mrr", "map", "hit"]
+# event types of the canonical events table (recfusion.data.schema)
+EventType = Literal["view", "click", "add_to_cart", "purchase", "rating"]
+# the canonical tables (recfusion.data.schema)
+Table = Literal["users", "items", "events", "queries"]
 
-class ConfigError(ValueError):
-    """params.yaml (or an override) does not match the typed configuration."""
+FUSION_METHODS: tuple[FusionMethod, ...] = get_args(FusionMethod)
+SOURCES: tuple[SourceName, ...] = get_args(SourceName)
+INGEST_SOURCES: tuple[IngestSource, ...] = get_args(IngestSource)
+RANKING_METRICS: tuple[RankingMetric, ...] = get_args(RankingMetric)
+# typed str: the data code keys dicts of frames by them (dict[str, ...] is invariant)
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
+TABLES: tuple[str, ...] = get_args(Table)
+# whole-list metrics the gate's scorer adds to the ranking metrics (evaluation/packaged.py); at
+# 10 only, and without a per-user value, so a floor or drop limit may name them, gate.metric not
+LIST_METRICS = ("coverage@10",)
+# the evaluation picks the best source and reports by NDCG@10, so evaluate.ks holds this k
+REPORT_K = 10
 
 
 # --------------------------------------------------------------------------- ingest
@@ -62,7 +96,7 @@ class FilesConfig:
 
 @dataclass(frozen=True)
 class IngestConfig:
-    source: Literal["synthetic", "movielens", "files"]  # which source writes data/raw
+    source: IngestSource  # which source writes data/raw
     synthetic: SyntheticConfig
     movielens: MovieLensConfig
     files: FilesConfig
@@ -134,7 +168,7 @@ class RankingConfig:
     embedding_dim: int  # size of each id / category embedding
     cross_layers: int  # DCN-v2 cross layers
     projection_dim: int  # low-rank size of each cross layer; 0 = full rank
-    deep_layers: list[int]  # units of the dense layers after the cross network
+    deep_layers: tuple[int, ...]  # units of the dense layers after the cross network
     epochs: int  # most epochs; early stopping on validation loss may end sooner
     batch_size: int  # examples per batch
     learning_rate: float  # Adam learning rate
@@ -170,14 +204,14 @@ class SearchConfig:
     patience: int  # epochs without validation gain before stopping
     candidates: int  # candidates the lexical and the semantic retriever each contribute
     rrf_k: int  # reciprocal rank fusion constant: 1 / (rrf_k + rank)
-    lexical_weights: list[float]  # RRF weights of BM25 (semantic = 1) tried on validation
-    personal_weights: list[float]  # weights of the ranking model's score tried on validation
+    lexical_weights: tuple[float, ...]  # RRF weights of BM25 (semantic = 1) tried on validation
+    personal_weights: tuple[float, ...]  # weights of the ranking model's score tried on validation
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     device: Literal["auto", "cpu", "gpu"]  # auto: GPUs when present (MirroredStrategy), else CPU
-    positive_events: list[str]  # event types that count as a user choosing an item
+    positive_events: tuple[EventType, ...]  # event types that count as a user choosing an item
     history_len: int  # recent items in the user tower's history feature
     max_title_tokens: int  # title (and genre) tokens per item in the item tower
     retrieval: RetrievalConfig
@@ -205,8 +239,8 @@ class CascadeConfig:
 
 @dataclass(frozen=True)
 class FusionConfig:
-    method: Literal["weighted", "rrf", "borda", "stacking", "cascade"]  # the packaged recommender's
-    sources: list[str]  # candidate sources, see recfusion.fusion.sources
+    method: FusionMethod  # the method the packaged recommender uses (all are evaluated)
+    sources: tuple[SourceName, ...]  # candidate sources, see recfusion.fusion.sources
     per_source: int  # candidates each source contributes per user
     ease_l2: float  # L2 weight of the EASE item model
     stacking: StackingConfig
@@ -215,7 +249,7 @@ class FusionConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    ks: list[int]  # cut-offs of the ranking metrics
+    ks: tuple[int, ...]  # cut-offs of the ranking metrics
     bootstrap_samples: int  # resamples of the paired bootstrap
     head_share: float  # long tail: items outside the most popular ones holding this share
     example_users: int  # users whose recommendations and reasons the report shows
@@ -224,7 +258,9 @@ class EvaluateConfig:
 # --------------------------------------------------------------------------- root
 @dataclass(frozen=True)
 class GateConfig:
-    metric: str  # primary metric: its slices and bootstrap gain are checked
+    metric: (
+        str  # primary metric, <RankingMetric>@<k in ks>: its slices and bootstrap gain are checked
+    )
     floors: dict[str, float]  # metric -> lowest acceptable value of the candidate
     max_drop: dict[str, float]  # metric -> largest allowed drop against production
     max_slice_drop: float  # largest allowed drop of the primary metric in any slice
@@ -263,12 +299,277 @@ class Config:
     serving: ServingConfig
 
 
+# --------------------------------------------------------------------------- value rules
+@dataclass(frozen=True)
+class Bound:
+    """The allowed range of a number: `low <= x` (`low < x` if `low_open`), and likewise
+    `x <= high` when there is a `high`."""
+
+    low: float
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def holds(self, x: float) -> bool:
+        above = x > self.low if self.low_open else x >= self.low
+        if self.high is None:
+            return above
+        return above and (x < self.high if self.high_open else x <= self.high)
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"in {left}{self.low:g}, {self.high:g}{right}"
+
+
+AT_LEAST_1 = Bound(1)  # sizes, counts of things that must exist, epochs, patience
+NON_NEGATIVE = Bound(0)  # counts where 0 means none (or "all", as the field says)
+POSITIVE = Bound(0, low_open=True)  # learning rates, temperatures, regularisation
+SHARE = Bound(0, 1)  # a share of something, both ends meaningful
+FRACTION = Bound(0, 1, high_open=True)  # a share that may not take everything (splits, dropout)
+
+# dotted key -> range of its value; of each element of a tuple, of each value of a mapping; a
+# null (optional) value is not checked. Every int and float field is here or in a rule below.
+RANGES: dict[str, Bound] = {
+    "seed": NON_NEGATIVE,  # numpy refuses negative seeds
+    "ingest.synthetic.n_users": AT_LEAST_1,
+    "ingest.synthetic.n_items": AT_LEAST_1,  # the generator also needs one per category leaf
+    "ingest.synthetic.sessions_per_user": AT_LEAST_1,
+    "ingest.synthetic.days": AT_LEAST_1,
+    "ingest.synthetic.cold_user_frac": SHARE,
+    "ingest.synthetic.cold_item_frac": SHARE,
+    "ingest.synthetic.late_frac": SHARE,
+    "ingest.synthetic.query_rate": SHARE,
+    "ingest.synthetic.typo_rate": SHARE,
+    "ingest.synthetic.out_of_stock_frac": SHARE,
+    "validation.max_bad_row_frac": SHARE,
+    "validation.max_duplicate_frac": SHARE,
+    "validation.min_rows": NON_NEGATIVE,
+    "validation.max_rows": AT_LEAST_1,
+    "validation.max_query_chars": AT_LEAST_1,
+    "validation.max_drift_kl": NON_NEGATIVE,  # a KL divergence is never negative
+    "validation.example_rows": NON_NEGATIVE,
+    "prepare.price_buckets": AT_LEAST_1,
+    "prepare.min_token_count": AT_LEAST_1,
+    "prepare.split.val_frac": FRACTION,
+    "prepare.split.test_frac": FRACTION,
+    "prepare.split.last_n": AT_LEAST_1,
+    "prepare.split.min_train_events": AT_LEAST_1,
+    "train.history_len": AT_LEAST_1,
+    "train.max_title_tokens": AT_LEAST_1,
+    "train.retrieval.embedding_dim": AT_LEAST_1,
+    "train.retrieval.epochs": AT_LEAST_1,
+    "train.retrieval.batch_size": AT_LEAST_1,
+    "train.retrieval.learning_rate": POSITIVE,
+    "train.retrieval.temperature": POSITIVE,
+    "train.retrieval.hard_negatives": NON_NEGATIVE,
+    "train.retrieval.id_dropout": FRACTION,
+    "train.retrieval.dropout": FRACTION,  # TensorFlow refuses a dropout rate of 1
+    "train.retrieval.item_dropout": FRACTION,
+    "train.retrieval.patience": AT_LEAST_1,  # 0 would stop like 1: at the first epoch without gain
+    "train.retrieval.eval_k": AT_LEAST_1,
+    "train.retrieval.max_eval_users": NON_NEGATIVE,
+    "train.retrieval.faiss_above": NON_NEGATIVE,
+    "train.ranking.embedding_dim": AT_LEAST_1,
+    "train.ranking.cross_layers": NON_NEGATIVE,
+    "train.ranking.projection_dim": NON_NEGATIVE,
+    "train.ranking.deep_layers": AT_LEAST_1,
+    "train.ranking.epochs": AT_LEAST_1,
+    "train.ranking.batch_size": AT_LEAST_1,
+    "train.ranking.learning_rate": POSITIVE,
+    "train.ranking.random_negatives": NON_NEGATIVE,
+    "train.ranking.hard_negatives": NON_NEGATIVE,
+    "train.ranking.hard_negative_k": AT_LEAST_1,
+    "train.ranking.patience": AT_LEAST_1,
+    "train.tags.level": AT_LEAST_1,  # 0 would index the category path from its end
+    "train.tags.min_share": Bound(0, 1, low_open=True),  # 0: every category a user touched
+    "train.tags.hidden_units": AT_LEAST_1,
+    "train.tags.epochs": AT_LEAST_1,
+    "train.tags.batch_size": AT_LEAST_1,
+    "train.tags.learning_rate": POSITIVE,
+    "train.tags.patience": AT_LEAST_1,
+    "train.search.max_query_words": AT_LEAST_1,
+    "train.search.max_query_grams": AT_LEAST_1,
+    "train.search.gram_buckets": AT_LEAST_1,
+    "train.search.hidden_units": AT_LEAST_1,
+    "train.search.word_dropout": FRACTION,
+    "train.search.typo_copies": NON_NEGATIVE,
+    "train.search.epochs": AT_LEAST_1,
+    "train.search.batch_size": AT_LEAST_1,
+    "train.search.learning_rate": POSITIVE,
+    "train.search.temperature": POSITIVE,
+    "train.search.patience": AT_LEAST_1,
+    "train.search.candidates": AT_LEAST_1,
+    "train.search.rrf_k": NON_NEGATIVE,  # ranks start at 1
+    "train.search.lexical_weights": NON_NEGATIVE,
+    "train.search.personal_weights": NON_NEGATIVE,
+    "fusion.per_source": AT_LEAST_1,
+    "fusion.ease_l2": POSITIVE,  # without it the Gram matrix may not be invertible
+    "fusion.stacking.num_leaves": Bound(2),  # LightGBM needs more than one leaf
+    "fusion.stacking.learning_rate": POSITIVE,
+    "fusion.stacking.n_estimators": AT_LEAST_1,
+    "fusion.stacking.min_child_samples": NON_NEGATIVE,
+    "fusion.stacking.early_stopping_rounds": NON_NEGATIVE,  # 0: LightGBM does not stop early
+    "fusion.cascade.diversity": SHARE,
+    "fusion.cascade.max_per_brand": NON_NEGATIVE,
+    "fusion.cascade.pool": AT_LEAST_1,
+    "evaluate.ks": AT_LEAST_1,
+    "evaluate.bootstrap_samples": AT_LEAST_1,
+    "evaluate.head_share": Bound(0, 1, low_open=True, high_open=True),  # else no head or no tail
+    "evaluate.example_users": NON_NEGATIVE,
+    "registry.gate.floors": SHARE,  # every metric the gate checks lies in [0, 1]
+    "registry.gate.max_drop": NON_NEGATIVE,
+    "registry.gate.max_slice_drop": NON_NEGATIVE,
+    "registry.gate.bootstrap_samples": AT_LEAST_1,
+    "registry.gate.latency_budget_ms": POSITIVE,
+    "registry.gate.sample_requests": AT_LEAST_1,
+    "serving.max_k": AT_LEAST_1,
+    "serving.max_query_chars": AT_LEAST_1,
+}
+
+
+def check_config(cfg: Config, source: str) -> None:
+    """Checks the values of a typed config: `RANGES`, then the rules across fields.
+
+    Raises:
+        ConfigError: the first value out of range or rule broken, naming the key and `source`.
+    """
+    for key, bound in RANGES.items():
+        for name, value in _values(cfg, key):
+            if not bound.holds(value):
+                raise ConfigError(f"{source}: key '{name}' must be {bound}, got {value!r}")
+    problem = next(_cross_field_problems(cfg), None)
+    if problem is not None:
+        raise ConfigError(f"{source}: {problem}")
+
+
+def _values(cfg: Config, key: str) -> list[tuple[str, Any]]:
+    """(dotted name, value) of the number at `key`, of each element or mapping value there."""
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    if isinstance(node, tuple):
+        return [(f"{key}[{i}]", v) for i, v in enumerate(node)]
+    if isinstance(node, Mapping):
+        return [(f"{key}.{k}", v) for k, v in node.items()]
+    return [] if node is None else [(key, node)]
+
+
+def _cross_field_problems(cfg: Config) -> Iterator[str]:
+    """Each rule that `cfg` breaks, as a message without the source."""
+    split, v = cfg.prepare.split, cfg.validation
+    if split.val_frac + split.test_frac >= 1:
+        yield (
+            f"prepare.split.val_frac + prepare.split.test_frac must be < 1 (got "
+            f"{split.val_frac:g} + {split.test_frac:g}), or nothing is left to train on"
+        )
+    if v.rating_min >= v.rating_max:
+        yield (
+            f"validation.rating_min must be < validation.rating_max (got {v.rating_min:g} "
+            f"and {v.rating_max:g})"
+        )
+    for key, by_table in (
+        ("validation.min_rows", v.min_rows),
+        ("ingest.files.columns", cfg.ingest.files.columns),
+    ):
+        unknown = [t for t in by_table if t not in TABLES]
+        if unknown:
+            yield f"key '{key}.{unknown[0]}': unknown table (tables: {', '.join(TABLES)})"
+    lacking = [t for t in TABLES if t not in v.min_rows]
+    if lacking:
+        yield f"key 'validation.min_rows' lacks {', '.join(lacking)} (give each of {_list(TABLES)})"
+    for table, n in v.min_rows.items():
+        if n > v.max_rows:
+            yield (
+                f"validation.min_rows.{table} must be <= validation.max_rows (got {n} > "
+                f"{v.max_rows})"
+            )
+    yield from _listing("train.positive_events", cfg.train.positive_events, "event type")
+    rk = cfg.train.ranking
+    if rk.hard_negatives > rk.hard_negative_k:
+        yield (
+            f"train.ranking.hard_negatives must be <= train.ranking.hard_negative_k, the top-K "
+            f"they are drawn from (got {rk.hard_negatives} > {rk.hard_negative_k})"
+        )
+    yield from _listing("train.search.lexical_weights", cfg.train.search.lexical_weights, "weight")
+    yield from _listing(
+        "train.search.personal_weights", cfg.train.search.personal_weights, "weight"
+    )
+    yield from _listing("fusion.sources", cfg.fusion.sources, "candidate source")
+    yield from _ks_problems(cfg.evaluate.ks, cfg.serving.max_k)
+    yield from _gate_problems(cfg.registry.gate, cfg.evaluate.ks)
+    for key in ("tracking_uri", "experiment", "model_name"):
+        if not getattr(cfg.registry, key).strip():
+            yield f"key 'registry.{key}' must not be empty"
+
+
+def _listing(key: str, values: tuple[Any, ...], what: str) -> Iterator[str]:
+    """A list that must hold at least one value, each once."""
+    if not values:
+        yield f"key '{key}' must list at least one {what}"
+    repeated = [x for x, n in Counter(values).items() if n > 1]
+    if repeated:
+        yield f"key '{key}' lists {repeated[0]!r} more than once"
+
+
+def _ks_problems(ks: tuple[int, ...], max_k: int) -> Iterator[str]:
+    if list(ks) != sorted(set(ks)):
+        yield f"key 'evaluate.ks' must be increasing without repeats, got {_list(ks)}"
+    if REPORT_K not in ks:
+        yield (
+            f"key 'evaluate.ks' must include {REPORT_K} (the evaluation picks the best source "
+            f"and reports by NDCG@{REPORT_K}), got {_list(ks)}"
+        )
+    elif max(ks) > max_k:
+        yield (
+            f"max(evaluate.ks) must be <= serving.max_k: the gate asks the packaged model for "
+            f"its top {max(ks)} (got {max(ks)} > {max_k})"
+        )
+
+
+def _gate_problems(gate: GateConfig, ks: tuple[int, ...]) -> Iterator[str]:
+    if gate.metric in LIST_METRICS:
+        yield (
+            f"key 'registry.gate.metric' must be a ranking metric with a value per user (its "
+            f"bootstrap is over users), got {gate.metric!r}"
+        )
+    else:
+        yield from _metric_problems("registry.gate.metric", gate.metric, ks, ())
+    for section in ("floors", "max_drop"):
+        for name in getattr(gate, section):
+            if name not in LIST_METRICS:
+                key = f"registry.gate.{section}.{name}"
+                yield from _metric_problems(key, name, ks, LIST_METRICS)
+
+
+def _metric_problems(
+    key: str, name: str, ks: tuple[int, ...], others: tuple[str, ...]
+) -> Iterator[str]:
+    """`name` is no ranking metric the evaluation computes, <RankingMetric>@<k of ks>; the
+    message lists `others`, the other names allowed at `key`."""
+    family, at, k = name.partition("@")
+    if not at or not k.isdigit() or k != str(int(k)):
+        yield f"key '{key}' must name a metric as <metric>@<k>, e.g. 'ndcg@10', got {name!r}"
+    elif family not in RANKING_METRICS:
+        known = ", ".join(RANKING_METRICS) + "".join(f"; or {n}" for n in others)
+        yield f"key '{key}': unknown metric {family!r} in {name!r} (metrics: {known})"
+    elif int(k) not in ks:
+        yield f"key '{key}': {name} is not evaluated, {k} is not in evaluate.ks {_list(ks)}"
+
+
+def _list(values: tuple[Any, ...]) -> str:
+    """A tuple as params.yaml shows it: [5, 10]."""
+    return str(list(values))
+
+
+# --------------------------------------------------------------------------- loading
 def load_config(
     path: str | Path = DEFAULT_PARAMS,
     overrides: Mapping[str, Any] | None = None,
     defaults: str | Path | None = None,
 ) -> Config:
-    """Reads params.yaml into a `Config`.
+    """Reads params.yaml into a `Config` and checks its values.
 
     Args:
         path: the YAML file.
@@ -280,131 +581,32 @@ def load_config(
         The frozen configuration.
 
     Raises:
-        ConfigError: the file is missing or not YAML, or a key is unknown, missing or mistyped.
+        ConfigError: the file is missing or not YAML, a key is unknown, missing or mistyped, or
+            a value breaks a rule of `check_config`.
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise ConfigError(f"{path}: file not found (run from the project root?)") from e
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+    raw = read_yaml(path)
     if defaults is not None:
-        base = yaml.safe_load(Path(defaults).read_text(encoding="utf-8"))
-        raw, added = fill_missing(raw, base)
+        raw, added = fill_missing(raw, read_yaml(Path(defaults)))
         if added:
             log.warning("%s lacks %s; using the values of %s", path, ", ".join(added), defaults)
     if overrides:
         raw = merge_overrides(raw, overrides, source=str(path))
-    return parse_dataclass(Config, raw, source=str(path))
+    return _typed(raw, str(path))
 
 
-def fill_missing(raw: Mapping[str, Any], defaults: Mapping[str, Any], prefix: str = "",
-                 ) -> tuple[dict[str, Any], list[str]]:  # fmt: skip
-    """`raw` with every key of `defaults` it lacks added (recursively), and the dotted keys added.
+def with_overrides(cfg: Config, overrides: Mapping[str, Any]) -> Config:
+    """`cfg` with a nested mapping of new values merged in, checked like a params file.
 
-    Example: fill_missing({"a": {"x": 1}}, {"a": {"x": 2, "y": 3}, "b": 4})
-        -> ({"a": {"x": 1, "y": 3}, "b": 4}, ["a.y", "b"])
+    Example: with_overrides(cfg, {"prepare": {"split": {"val_frac": 0.2}}})
+
+    Raises:
+        ConfigError: an unknown key, a mistyped value or a broken rule, from source "overrides".
     """
-    out, added = dict(raw), []
-    for key, value in defaults.items():
-        if key not in out:
-            out[key] = value
-            added.append(prefix + key)
-        elif isinstance(out[key], Mapping) and isinstance(value, Mapping):
-            out[key], more = fill_missing(out[key], value, f"{prefix}{key}.")
-            added.extend(more)
-    return out, added
+    return _typed(merge_overrides(to_plain(cfg), overrides, source="overrides"), "overrides")
 
 
-def merge_overrides(
-    base: Mapping[str, Any], overrides: Mapping[str, Any], source: str, prefix: str = ""
-) -> dict[str, Any]:
-    """Deep-merges `overrides` into a copy of `base`; an override of an unknown key is an error."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in overrides.items():
-        name = f"{prefix}{key}"
-        if key not in merged:
-            raise ConfigError(f"{source}: override of unknown key '{name}'")
-        if isinstance(value, Mapping) and isinstance(merged[key], Mapping):
-            merged[key] = merge_overrides(merged[key], value, source, prefix=f"{name}.")
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-def parse_dataclass(cls: type, raw: Any, source: str, prefix: str = "") -> Any:
-    """Builds dataclass `cls` from a mapping, checking every key and type."""
-    where = prefix.rstrip(".") or "the top level"
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{source}: '{where}' must be a mapping, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in raw if k not in names]
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown key '{prefix}{unknown[0]}' (allowed under {where}: "
-            f"{', '.join(names)})"
-        )
-    missing = [n for n in names if n not in raw]
-    if missing:
-        raise ConfigError(f"{source}: missing key '{prefix}{missing[0]}'")
-    values = {n: _parse_value(hints[n], raw[n], source, f"{prefix}{n}") for n in names}
-    return cls(**values)
-
-
-def _parse_value(tp: Any, value: Any, source: str, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return parse_dataclass(tp, value, source, prefix=f"{key}.")
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _parse_value(inner[0], value, source, key)
-    if origin is Literal:
-        if value not in args:
-            allowed = " | ".join(repr(a) for a in args)
-            raise ConfigError(f"{source}: key '{key}' must be one of {allowed}, got {value!r}")
-        return value
-    if origin is list:
-        if not isinstance(value, list):
-            raise _type_error(source, key, "a list", value)
-        return [_parse_value(args[0], v, source, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            raise _type_error(source, key, "a mapping", value)
-        return {
-            _parse_value(args[0], k, source, f"{key}.{k}"): _parse_value(
-                args[1], v, source, f"{key}.{k}"
-            )
-            for k, v in value.items()
-        }
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise _type_error(source, key, "true or false", value)
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _type_error(source, key, "an integer", value)
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _type_error(source, key, "a number", value)
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise _type_error(source, key, "a string", value)
-        return value
-    raise ConfigError(f"{source}: key '{key}' has an unsupported type {tp!r}")  # pragma: no cover
-
-
-def _type_error(source: str, key: str, expected: str, value: Any) -> ConfigError:
-    return ConfigError(
-        f"{source}: key '{key}' must be {expected}, got {type(value).__name__} {value!r}"
-    )
+def _typed(raw: Mapping[str, Any], source: str) -> Config:
+    cfg: Config = parse_dataclass(Config, raw, source=source)
+    check_config(cfg, source)
+    return cfg
