@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fetch_movielens import fetch
-from recfusion.config import Config, load_config
+from recfusion.config import Config, load_config, with_overrides
 from recfusion.data.movielens import load as load_movielens
 from recfusion.stages import prepare
 
@@ -25,15 +25,7 @@ def movielens_config(overrides: dict[str, Any] | None = None) -> Config:
         "prepare": {"split": {"method": "random_ratio", "val_frac": 0.1, "test_frac": 0.1}},
         "train": {"positive_events": ["rating"]},
     }
-    cfg = load_config("params.yaml", base)
-    if overrides:
-        import dataclasses
-
-        from recfusion.config import merge_overrides, parse_dataclass
-
-        raw = merge_overrides(dataclasses.asdict(cfg), overrides, source="benchmark")
-        cfg = parse_dataclass(Config, raw, source="benchmark")
-    return cfg
+    return with_overrides(load_config("params.yaml", base), overrides or {})
 
 
 def prepared_movielens(cfg: Config) -> prepare.Prepared:

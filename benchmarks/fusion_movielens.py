@@ -23,22 +23,22 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import movielens_config, prepared_movielens, write_result  # noqa: E402
-from recfusion.evaluation.metrics import ndcg_per_user, paired_bootstrap, ranking_metrics  # noqa: E402
 from recfusion.fusion import methods  # noqa: E402
-from recfusion.fusion.assemble import usual_hour  # noqa: E402
 from recfusion.fusion.candidates import source_ranking  # noqa: E402
 from recfusion.fusion.fused import fit_fusion  # noqa: E402
-from recfusion.fusion.model_features import sub_model_features  # noqa: E402
 from recfusion.fusion.period import build_period  # noqa: E402
+from recfusion.fusion.sub_model_scores import sub_model_scores  # noqa: E402
 from recfusion.logs import setup_logging  # noqa: E402
+from recfusion.metrics.ranking import ndcg_per_user, paired_bootstrap, ranking_metrics  # noqa: E402
 from recfusion.models.dataset import PreparedData, build_model_data  # noqa: E402
 from recfusion.models.devices import plan_devices  # noqa: E402
-from recfusion.models.features import Vocabularies  # noqa: E402
+from recfusion.models.inputs import Vocabularies  # noqa: E402
 from recfusion.models.ranking import fit_ranking  # noqa: E402
+from recfusion.models.ranking_data import usual_hour  # noqa: E402
 from recfusion.models.retrieval import fit_retrieval, tower_sizes  # noqa: E402
-from recfusion.models.tags import load_frozen_user_tower  # noqa: E402
+from recfusion.models.tags import TagHead, item_tags, load_frozen_user_tower  # noqa: E402
 from recfusion.models.tf_setup import tf  # noqa: E402
-from recfusion.stages import train_ranking, train_tags  # noqa: E402
+from recfusion.stages import train_tags  # noqa: E402
 from recfusion.stages.train_ranking import build_examples  # noqa: E402
 
 SEEDS = [42, 43, 44]
@@ -61,23 +61,21 @@ def run_seed(seed: int) -> dict:
     def encode(inputs: dict) -> np.ndarray:
         return tower(inputs, training=False).numpy()
 
-    # the ranking and tag models, saved where the stacking features load them from
+    # the ranking and tag models, trained as their stages train them
     prep = PreparedData(p.splits, p.users, p.items, Vocabularies.from_lists(p.vocabularies))
     rcfg = movielens_config({"seed": seed, "train": {"ranking": {"hard_negatives": 0}}})
     heads, sets = build_examples(rcfg, data, prep, None, np.random.default_rng(seed))
     sizes = tower_sizes(data, cfg.train.retrieval.embedding_dim)
     ranking = fit_ranking(data, sizes, heads, sets["train"], sets["val"], rcfg.train.ranking,
                           seed, tmp / "backup", plan)  # fmt: skip
-    train_ranking.save(ranking.model, heads, sizes, rcfg, {}, tmp / "models" / "ranking")
     tf.train.Checkpoint(user_tower=tower).write(str(tmp / "towers"))
     frozen = load_frozen_user_tower(sizes, tmp / "towers", cfg.train.history_len)
-    tags, tag_categories, _ = train_tags.run(cfg, data, frozen)
-    train_tags.save(tags, tag_categories, data, cfg, dataclasses.asdict(sizes),
-                    tmp / "models" / "tags")  # fmt: skip
+    tags = train_tags.run(cfg, train_tags.TagsInputs(data, frozen, dataclasses.asdict(sizes)))
+    tag_of_item, categories = item_tags(data, cfg.train.tags.level)
+    tag_head = TagHead(tags.fitted.head, tag_of_item, categories)
 
     def period(seen: list[str], held: list[str]):
-        features = sub_model_features(tmp / "models", data, encode, cfg.train.tags,
-                                      usual_hour(data, seen))  # fmt: skip
+        features = sub_model_scores(ranking.model, tag_head, data, encode, usual_hour(data, seen))
         return build_period(data, seen, held, encode, fitted.item_embeddings, EASE_L2,
                             PER_SOURCE, model_features=features)  # fmt: skip
 

@@ -22,7 +22,7 @@ from common import movielens_config, prepared_movielens, write_result  # noqa: E
 from recfusion.logs import setup_logging  # noqa: E402
 from recfusion.models.dataset import PreparedData, build_model_data  # noqa: E402
 from recfusion.models.devices import plan_devices  # noqa: E402
-from recfusion.models.features import Vocabularies  # noqa: E402
+from recfusion.models.inputs import Vocabularies  # noqa: E402
 from recfusion.models.ranking import fit_ranking  # noqa: E402
 from recfusion.models.retrieval import tower_sizes  # noqa: E402
 from recfusion.stages.train_ranking import build_examples, head_reports  # noqa: E402

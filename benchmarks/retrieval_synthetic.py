@@ -22,7 +22,7 @@ from recfusion.data.synthetic import generate  # noqa: E402
 from recfusion.logs import setup_logging  # noqa: E402
 from recfusion.models.dataset import PreparedData, build_model_data  # noqa: E402
 from recfusion.models.devices import plan_devices  # noqa: E402
-from recfusion.models.features import Vocabularies  # noqa: E402
+from recfusion.models.inputs import Vocabularies  # noqa: E402
 from recfusion.models.retrieval import fit_retrieval, holdout_report  # noqa: E402
 from recfusion.stages import prepare  # noqa: E402
 

@@ -17,12 +17,12 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
-from recfusion.cli import pipeline_stages
 from recfusion.data.io import read_json
 from recfusion.orchestration import reports
 from recfusion.orchestration.dvc_stage import (
     StageFailed,
     pipeline_lock,
+    pipeline_stages,
     project_dir,
     run_stage,
     stage_env,

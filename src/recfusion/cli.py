@@ -23,28 +23,17 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
 from mlflow import MlflowClient
 
 from recfusion.config import DEFAULT_PARAMS, RegistryConfig, load_config
+from recfusion.orchestration.dvc_stage import pipeline_stages
 from recfusion.registry import moves
 from recfusion.registry.moves import RegistryError, format_table
 from recfusion.registry.tracking import TrackingUnavailable, connect
 from recfusion.serving.loading import WORKSPACE, load_model, read_user_ids
 from recfusion.stages.entry import guarded
 
-DVC_YAML = Path("dvc.yaml")
 ANONYMOUS = "anonymous"  # the user id of a search without --user (never a known user)
-
-
-def pipeline_stages(path: Path = DVC_YAML) -> list[str]:
-    """The stage names of dvc.yaml, in order (the one definition of the pipeline); each runs
-    the module recfusion.stages.<name>."""
-    try:
-        stages = yaml.safe_load(path.read_text(encoding="utf-8"))["stages"]
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"{path} not found: run recfusion from the project root") from e
-    return list(stages)
 
 
 def _config(args: argparse.Namespace) -> int:

@@ -21,7 +21,8 @@ SUITES = REPO / "expectations"
 
 def run_validation(tmp_path: Path, tables, on_failure: str = "quarantine", **overrides):
     cfg = repo_config({"validation": {"on_failure": on_failure, **overrides}})
-    return validate.run(cfg, tables, docs_dir=tmp_path / "docs", suites_dir=SUITES, now=NOW)
+    inputs = validate.RawInputs(tables, validate.read_suites(SUITES))
+    return validate.run(cfg, inputs, docs_dir=tmp_path / "docs", now=NOW)
 
 
 def copy_tables(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
@@ -189,8 +190,14 @@ def prepared_parts(tiny_tables, method: str = "temporal"):
 
 
 def run_prepared(tmp_path: Path, cfg, splits, p) -> dict:
-    return validate_prepared.run(cfg, splits, p.items, p.vocabularies, p.summary["cuts"],
-                                 docs_dir=tmp_path / "docs", suites_dir=SUITES)  # fmt: skip
+    inputs = validate_prepared.PreparedInputs(
+        splits,
+        p.items,
+        {n: p.vocabularies[n] for n in ("user_id", "item_id")},
+        p.summary["cuts"],
+        validate_prepared.read_suite(SUITES),
+    )
+    return validate_prepared.run(cfg, inputs, docs_dir=tmp_path / "docs").summary
 
 
 @pytest.mark.parametrize("method", ["temporal", "random_ratio", "leave_last_n"])

@@ -1,25 +1,27 @@
-"""A two-tower model trained once on the tiny synthetic data, shared by the model tests."""
+"""The tiny synthetic data prepared, and the two-tower model trained once on it by the
+`train_retrieval` stage's `run`, shared by the model tests."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from recfusion.models.dataset import ModelData, PreparedData, build_model_data
-from recfusion.models.features import Vocabularies
-from recfusion.stages import prepare
+from recfusion.models.inputs import Vocabularies
+from recfusion.stages import prepare, train_retrieval
 from tests.conftest import repo_config
 
 TRAIN = {"train": {"retrieval": {"epochs": 6, "batch_size": 256, "max_eval_users": 0,
                                  "patience": 3}}}  # fmt: skip
 
 
+def prepared_data(p: prepare.Prepared) -> PreparedData:
+    """prepare's output as the training stages read it back (`read_prepared`)."""
+    return PreparedData(p.splits, p.users, p.items, Vocabularies.from_lists(p.vocabularies))
+
+
 def model_data(tables, overrides=None) -> tuple[object, ModelData]:
     cfg = repo_config({**TRAIN, **(overrides or {})})
-    p = prepare.run(cfg, tables)
-    prepared = PreparedData(p.splits, p.users, p.items, Vocabularies.from_lists(p.vocabularies))
-    return cfg, build_model_data(prepared, cfg.train)
+    return cfg, build_model_data(prepared_data(prepare.run(cfg, tables)), cfg.train)
 
 
 @pytest.fixture(scope="session")
@@ -28,11 +30,14 @@ def tiny_model_data(tiny_tables):
 
 
 @pytest.fixture(scope="session")
-def trained(tiny_model_data, tmp_path_factory):
-    from recfusion.models.devices import plan_devices
-    from recfusion.models.retrieval import fit_retrieval
-
+def trained_retrieval(tiny_model_data, tmp_path_factory) -> train_retrieval.TrainedRetrieval:
+    """`train_retrieval.run` on the tiny data with the TRAIN settings."""
     cfg, data = tiny_model_data
-    fitted = fit_retrieval(data, cfg.train, cfg.seed, Path(tmp_path_factory.mktemp("ckpt")),
-                           plan_devices("cpu"))  # fmt: skip
-    return cfg, data, fitted
+    inputs = train_retrieval.RetrievalInputs(data, tmp_path_factory.mktemp("ckpt"))
+    return train_retrieval.run(cfg, inputs)
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_model_data, trained_retrieval):
+    cfg, data = tiny_model_data
+    return cfg, data, trained_retrieval.fitted

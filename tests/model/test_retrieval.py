@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recfusion.models.features import user_inputs
+from recfusion.models.inputs import user_inputs
 from recfusion.models.retrieval import holdout_report
 from tests.conftest import REPO
 
@@ -103,23 +103,18 @@ def test_training_resumes_from_checkpoint(tiny_model_data, tmp_path: Path, caplo
 
 
 def model_data_cfg(cfg, epochs: int):
-    import dataclasses
+    from recfusion.config import with_overrides
 
-    from recfusion.config import Config, merge_overrides, parse_dataclass
-
-    raw = merge_overrides(dataclasses.asdict(cfg),
-                          {"train": {"retrieval": {"epochs": epochs, "patience": 9}}}, "test")  # fmt: skip
-    return parse_dataclass(Config, raw, "test"), None
+    return with_overrides(cfg, {"train": {"retrieval": {"epochs": epochs, "patience": 9}}}), None
 
 
-def test_exports_load_and_agree(trained, tmp_path: Path, monkeypatch) -> None:
+def test_exports_load_and_agree(trained, trained_retrieval, tmp_path: Path) -> None:
+    from recfusion.models.export import load_retrieval
     from recfusion.models.tf_setup import tf
     from recfusion.stages import train_retrieval
 
     cfg, data, fitted = trained
-    monkeypatch.chdir(tmp_path)
-    train_retrieval.write_outputs(fitted, data, cfg, {"all": {}}, {"kind": "CPU"},
-                                  out=tmp_path / "retrieval")  # fmt: skip
+    train_retrieval.write_outputs(trained_retrieval, tmp_path / "retrieval", tmp_path / "reports")
     rows = np.arange(3)
     inputs = user_inputs(data.users, rows, data.history(["train"])[rows])
     expected = fitted.model.user_tower(inputs, training=False).numpy()
@@ -132,6 +127,10 @@ def test_exports_load_and_agree(trained, tmp_path: Path, monkeypatch) -> None:
     assert [x.decode() for x in top["item_ids"].numpy()[:, 0]] == list(data.catalog.item_ids[best])
     meta = json.loads((tmp_path / "retrieval/meta.json").read_text())
     assert meta["index"] == "brute_force"
+    loaded = load_retrieval(data, tmp_path / "retrieval")
+    np.testing.assert_array_equal(loaded.items, fitted.item_embeddings)
+    np.testing.assert_allclose(loaded.encode(inputs), expected, atol=1e-5)
+    assert not loaded.item_index.approximate
     assert json.loads((tmp_path / "reports/retrieval.json").read_text())["best_epoch"] >= 1
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recfusion.evaluation.classification import (
+from recfusion.metrics.classification import (
     auc,
     calibration,
     log_loss,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from recfusion import cli
+from recfusion.orchestration.dvc_stage import pipeline_stages
 from tests.conftest import PARAMS
 
 
@@ -20,7 +21,7 @@ def test_stages_lists_dvc_yaml_in_order(capsys, monkeypatch) -> None:
     monkeypatch.chdir(PARAMS.parent)
     assert cli.main(["stages"]) == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert names == cli.pipeline_stages() and names[0] == "ingest" and "evaluate" in names
+    assert names == pipeline_stages() and names[0] == "ingest" and "evaluate" in names
     for name in names:  # every dvc.yaml stage has its module with a main()
         assert callable(importlib.import_module(f"recfusion.stages.{name}").main)
 
@@ -36,6 +37,21 @@ def test_bad_params_give_exit_2_and_message(tmp_path, caplog) -> None:
     bad.write_text(PARAMS.read_text().replace("seed: 42", "seed: forty-two"))
     assert cli.main(["config", "--params", str(bad)]) == 2
     assert "key 'seed' must be an integer" in caplog.text
+
+
+def test_config_refuses_values_that_would_fail_a_run(tmp_path, caplog, capsys) -> None:
+    bad = tmp_path / "params.yaml"
+    text = PARAMS.read_text()
+    for old, new in (("val_frac: 0.1 ", "val_frac: 0.6 "), ("test_frac: 0.1 ", "test_frac: 0.5 ")):
+        assert old in text
+        text = text.replace(old, new)
+    bad.write_text(text)
+    assert cli.main(["config", "--params", str(bad)]) == 2
+    assert (
+        f"{bad}: prepare.split.val_frac + prepare.split.test_frac must be < 1 (got 0.6 + 0.5)"
+        in caplog.text
+    )
+    assert capsys.readouterr().out == ""  # nothing printed: the config is refused, not shown
 
 
 def test_empty_search_query_is_refused_before_loading_a_model(caplog) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recfusion.evaluation.metrics import top_k
 from recfusion.fusion.candidates import gather
 from recfusion.fusion.sources import Source
+from recfusion.metrics.ranking import top_k
 from recfusion.models.export import build_faiss, save_faiss
 from recfusion.models.item_index import ItemIndex
 

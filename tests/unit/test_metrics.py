@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recfusion.evaluation.metrics import ranking_metrics, top_k
+from recfusion.metrics.ranking import ranking_metrics, top_k
 
 
 def test_top_k_orders_and_excludes() -> None:
@@ -41,7 +41,7 @@ def test_bad_inputs() -> None:
 
 
 def test_ndcg_per_user_matches_the_mean() -> None:
-    from recfusion.evaluation.metrics import ndcg_per_user
+    from recfusion.metrics.ranking import ndcg_per_user
 
     ranked = np.array([[5, 3, 9], [1, 2, 4]])
     relevant = [np.array([3, 7]), np.array([1])]
@@ -51,7 +51,7 @@ def test_ndcg_per_user_matches_the_mean() -> None:
 
 
 def test_per_user_metrics_average_to_ranking_metrics() -> None:
-    from recfusion.evaluation.metrics import per_user_metrics
+    from recfusion.metrics.ranking import per_user_metrics
 
     ranked = np.array([[5, 3, 9], [1, 2, 4], [7, 8, 6]])
     relevant = [np.array([3, 7]), np.array([1]), np.array([], dtype=int)]  # user 2: no positive
@@ -67,7 +67,7 @@ def test_per_user_metrics_average_to_ranking_metrics() -> None:
 
 
 def test_paired_bootstrap() -> None:
-    from recfusion.evaluation.metrics import paired_bootstrap
+    from recfusion.metrics.ranking import paired_bootstrap
 
     a = np.array([0.5, 0.6, 0.7, 0.8])
     same = paired_bootstrap(a, a)

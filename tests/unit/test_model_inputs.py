@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recfusion.models.features import Vocab, history_without_target, last_items
+from recfusion.models.inputs import Vocab, history_without_target, last_items
 
 
 def test_vocab_lookup_is_one_based_with_zero_for_unknown() -> None:

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from recfusion.config import MissingConfig
-from recfusion.features.clean import Ledger, clean_events, clean_items, clean_users
-from recfusion.features.vocab import category_levels, quantile_buckets, tokenize, zscore
+from recfusion.preparation.clean import Ledger, clean_events, clean_items, clean_users
+from recfusion.preparation.vocab import category_levels, quantile_buckets, tokenize, zscore
 from recfusion.stages import prepare
 from tests.conftest import repo_config
 

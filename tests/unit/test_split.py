@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from recfusion.config import SplitConfig
-from recfusion.features.split import mark_cold, split_counts, split_events, split_queries
+from recfusion.preparation.split import mark_cold, split_counts, split_events, split_queries
 
 
 def events_frame(rows: list[tuple[str, str, int]]) -> pd.DataFrame:

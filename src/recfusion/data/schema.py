@@ -12,9 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "rating")
+# the names are defined once, in recfusion.config; EVENT_TYPES is re-exported for the cleaners
+from recfusion.config import EVENT_TYPES as EVENT_TYPES
+from recfusion.config import TABLES
+
 SPLITS = ("train", "val", "test")
-TABLES = ("users", "items", "events", "queries")
 
 
 class SchemaError(ValueError):

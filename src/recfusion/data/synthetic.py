@@ -49,7 +49,7 @@ AGE_BANDS = np.array([[0.5, 0.35, 0.15], [0.3, 0.45, 0.25], [0.2, 0.4, 0.4]])  #
 
 
 @dataclass(frozen=True)
-class Catalog:
+class GeneratedItems:
     """Item arrays sorted by leaf (the generator's internal view)."""
 
     leaf: np.ndarray  # [n_items] leaf index
@@ -168,7 +168,7 @@ def _make_brand_names(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def _make_catalog(
     rng: np.random.Generator, n_items: int, cfg: SyntheticConfig, horizon: float
-) -> tuple[Catalog, pd.DataFrame]:
+) -> tuple[GeneratedItems, pd.DataFrame]:
     leaves = words.leaf_paths()
     depts = list(words.CATEGORY_TREE)
     leaf_dept = np.array([depts.index(d) for d, _, _ in leaves])
@@ -236,7 +236,7 @@ def _make_catalog(
             "in_stock": rng.random(n_items) >= cfg.out_of_stock_frac,
         }
     )
-    catalog = Catalog(leaf, brand, band, created, key, ids, brand_names, brand_dept)
+    catalog = GeneratedItems(leaf, brand, band, created, key, ids, brand_names, brand_dept)
     return catalog, items.sample(frac=1.0, random_state=int(rng.integers(2**31))).reset_index(
         drop=True
     )
@@ -257,7 +257,7 @@ def _make_users(
     spu: float,
     cfg: SyntheticConfig,
     horizon: float,
-    catalog: Catalog,
+    catalog: GeneratedItems,
 ) -> tuple[Population, pd.DataFrame]:
     depts = list(words.CATEGORY_TREE)
     n_depts = len(depts)
@@ -329,13 +329,17 @@ def _make_users(
     return pop, users
 
 
-def _brand_in_leaf(rng: np.random.Generator, catalog: Catalog, leaf: np.ndarray) -> np.ndarray:
+def _brand_in_leaf(
+    rng: np.random.Generator, catalog: GeneratedItems, leaf: np.ndarray
+) -> np.ndarray:
     """For each entry of `leaf`, the brand of a popularity-drawn item of that leaf."""
     item = _draw_items(rng, catalog, leaf.ravel(), 1)[:, 0]
     return catalog.brand[item].reshape(leaf.shape)
 
 
-def _draw_items(rng: np.random.Generator, catalog: Catalog, leaf: np.ndarray, k: int) -> np.ndarray:
+def _draw_items(
+    rng: np.random.Generator, catalog: GeneratedItems, leaf: np.ndarray, k: int
+) -> np.ndarray:
     """[len(leaf), k] item indices drawn by popularity within each leaf."""
     target = leaf[:, None] + rng.random((len(leaf), k))
     idx = np.searchsorted(catalog.key, target, side="left")
@@ -345,7 +349,7 @@ def _draw_items(rng: np.random.Generator, catalog: Catalog, leaf: np.ndarray, k:
 def _simulate(
     rng: np.random.Generator,
     pop: Population,
-    catalog: Catalog,
+    catalog: GeneratedItems,
     users: np.ndarray,
     cfg: SyntheticConfig,
     horizon: float,
@@ -418,7 +422,7 @@ def _simulate(
 def _make_queries(
     rng: np.random.Generator,
     pop: Population,
-    catalog: Catalog,
+    catalog: GeneratedItems,
     cfg: SyntheticConfig,
     horizon: float,
     s_user: np.ndarray,

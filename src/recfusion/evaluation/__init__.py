@@ -1,1 +1,2 @@
-"""Ranking metrics, slices, bootstrap and reports."""
+"""Evaluation reports: slices, beyond-accuracy metrics, search quality on held-out queries and
+the HTML report (the leaf ranking metrics and the bootstrap live in `recfusion.metrics`)."""

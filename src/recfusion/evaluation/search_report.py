@@ -1,29 +1,22 @@
 """The search part of the evaluation: every variant on the held-out (test-split) queries, a few
-example queries with their results, and the HTML section of the evaluation report."""
+example queries with their results, and the HTML section of the evaluation report.
+
+The searcher comes in personalised for users known by HISTORY (`search.searcher.load_searcher`).
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from recfusion.evaluation import html
-from recfusion.fusion.assemble import Retrieval, usual_hour
 from recfusion.models.dataset import ModelData
 from recfusion.search.evaluation import evaluate_variants, query_set
-from recfusion.search.searcher import Searcher, ranking_scorer
+from recfusion.search.searcher import Searcher
 
 HISTORY = ["train", "val"]  # what the searcher knows of users when test queries arrive
-
-
-def load_searcher(search_dir: Path, ranking_dir: Path, data: ModelData, retrieval: Retrieval,
-                  history: list[str]) -> Searcher:  # fmt: skip
-    """The saved searcher over the retrieval model's items, personalised with the ranking model
-    on `history`."""
-    personal = ranking_scorer(ranking_dir, data, data.history(history), usual_hour(data, history))
-    return Searcher.load(search_dir, retrieval.items, personal, retrieval.item_index)
 
 
 def evaluate_search(searcher: Searcher, queries: pd.DataFrame, data: ModelData,

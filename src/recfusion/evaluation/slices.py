@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from recfusion.evaluation.metrics import ndcg_per_user
+from recfusion.metrics.ranking import ndcg_per_user
 from recfusion.models.dataset import ModelData, PreparedData
 
 MIN_GROUP_USERS = 20  # smaller groups are reported but left out of the gap (too noisy)

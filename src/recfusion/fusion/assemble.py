@@ -1,5 +1,5 @@
-"""The fused recommender's parts assembled from a workspace folder: the exported retrieval model,
-the sources fitted on a period's history with the ranking and tag models' stacking features.
+"""The fused recommender's parts: the sub-models it draws on (loaded from a workspace's models/),
+and the sources fitted on a period's history with the ranking and tag models' stacking features.
 
 The `fuse` and `evaluate` stages and the packaged (served) recommender all assemble through here,
 so they score alike.
@@ -7,63 +7,57 @@ so they score alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from recfusion.config import Config
-from recfusion.fusion.model_features import sub_model_features
+from recfusion.config import FusionConfig, TagsConfig
 from recfusion.fusion.period import FittedSources, Period, fit_sources
+from recfusion.fusion.sub_model_scores import sub_model_scores
 from recfusion.models.dataset import ModelData, PreparedData
-from recfusion.models.export import load_user_encoder
-from recfusion.models.item_index import ItemIndex
-from recfusion.paths import MODELS_DIR, RETRIEVAL_DIR
+from recfusion.models.export import Retrieval, load_retrieval
+from recfusion.models.ranking import RankingModel, load_ranking_model
+from recfusion.models.ranking_data import usual_hour
+from recfusion.models.tags import TagHead, load_tag_head
+from recfusion.paths import MODELS_DIR
 
 
-class Retrieval(NamedTuple):
-    encode: Callable[[dict], np.ndarray]  # user tower inputs -> [users, dim] embeddings
-    items: np.ndarray  # [n_items, dim] item embeddings, catalogue order
-    item_index: ItemIndex  # exact scan, or faiss above train.retrieval.faiss_above
+@dataclass(frozen=True)
+class SubModels:
+    """The trained sub-models the fusion draws on."""
+
+    retrieval: Retrieval  # the two-tower source: user encoder, item embeddings, item index
+    ranking: RankingModel  # stacking features: each head's output
+    tags: TagHead  # stacking feature: the user's affinity for the item's category
 
 
-def load_retrieval(data: ModelData, folder: Path = RETRIEVAL_DIR) -> Retrieval:
-    """The exported user encoder, item embeddings and item index, checked against the catalogue.
+def load_sub_models(data: ModelData, tags_cfg: TagsConfig, models_dir: Path = MODELS_DIR
+                    ) -> SubModels:  # fmt: skip
+    """models_dir/retrieval, models_dir/ranking and models_dir/tags, checked against `data`.
 
     Raises:
-        ValueError: the model was trained on another catalogue.
+        ValueError: the retrieval model was trained on another catalogue.
     """
-    encode = load_user_encoder(folder / "user_tower")
-    items = np.load(folder / "item_embeddings.npy")
-    ids = (folder / "item_ids.txt").read_text().splitlines()
-    if ids != list(data.catalog.item_ids):
-        raise ValueError(f"{folder} was trained on another catalogue; run dvc repro")
-    return Retrieval(encode, items, ItemIndex.load(folder, items))
+    return SubModels(load_retrieval(data, models_dir / "retrieval"),
+                     load_ranking_model(models_dir / "ranking", data),
+                     load_tag_head(models_dir / "tags", data, tags_cfg))  # fmt: skip
 
 
-def usual_hour(data: ModelData, splits: Sequence[str]) -> int:
-    """The most common hour of the positives in `splits` (the ranking model's context input)."""
-    hours = data.pairs_of(list(splits))["timestamp"].dt.hour
-    return int(hours.mode().iloc[0]) if len(hours) else 12
+def fit_with_sub_models(fc: FusionConfig, data: ModelData, seen: Sequence[str],
+                        models: SubModels) -> FittedSources:  # fmt: skip
+    """The sources fitted on `seen`, with stacking features from the ranking and tag models."""
+    encode, items, index = models.retrieval
+    features = sub_model_scores(models.ranking, models.tags, data, encode, usual_hour(data, seen))
+    return fit_sources(data, seen, encode, items, fc.ease_l2, fc.sources, features, index)
 
 
-def fit_with_sub_models(cfg: Config, data: ModelData, seen: Sequence[str], retrieval: Retrieval,
-                        models_dir: Path = MODELS_DIR) -> FittedSources:  # fmt: skip
-    """The sources fitted on `seen`, with stacking features from models_dir's ranking and tags."""
-    encode, items, index = retrieval
-    features = sub_model_features(models_dir, data, encode, cfg.train.tags, usual_hour(data, seen))
-    return fit_sources(data, seen, encode, items, cfg.fusion.ease_l2, cfg.fusion.sources, features,
-                       index)  # fmt: skip
-
-
-def period(cfg: Config, data: ModelData, seen: list[str], held: list[str], retrieval: Retrieval,
-           models_dir: Path = MODELS_DIR) -> Period:  # fmt: skip
+def period(fc: FusionConfig, data: ModelData, seen: list[str], held: list[str],
+           models: SubModels) -> Period:  # fmt: skip
     """The candidates of users with positives in `held`, sources fitted on `seen`."""
-    return fit_with_sub_models(cfg, data, seen, retrieval, models_dir).period(
-        held, cfg.fusion.per_source
-    )
+    return fit_with_sub_models(fc, data, seen, models).period(held, fc.per_source)
 
 
 def purchases(prepared: PreparedData, data: ModelData, splits: Sequence[str], rows: np.ndarray

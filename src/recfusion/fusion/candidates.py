@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recfusion.fusion.sources import History, Source
+from recfusion.fusion.sources import Source
+from recfusion.models.dataset import History
 
 
 @dataclass(frozen=True)

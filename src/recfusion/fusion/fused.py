@@ -10,7 +10,7 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 
-from recfusion.config import FusionConfig
+from recfusion.config import FUSION_METHODS, FusionConfig
 from recfusion.fusion import methods
 from recfusion.fusion.candidates import CandidateSet, source_ranking
 from recfusion.fusion.cascade import apply_rules, mmr_rerank
@@ -48,7 +48,7 @@ def fit_fusion(val: Period, cfg: FusionConfig, seed: int) -> FittedFusion:
     return FittedFusion(methods.fit_weights(val.candidates, val.relevant, 10), booster)
 
 
-METHODS = ("weighted", "rrf", "borda", "stacking", "cascade")
+METHODS = FUSION_METHODS  # the names, defined once in recfusion.config
 
 
 def method_scores(method: str, period: Period, fitted: FittedFusion) -> np.ndarray:

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from recfusion.evaluation.metrics import ranking_metrics
 from recfusion.fusion.candidates import CandidateSet
+from recfusion.metrics.ranking import ranking_metrics
 
 RRF_K = 60
 

@@ -13,22 +13,19 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from recfusion.config import SOURCES
 from recfusion.fusion.candidates import CandidateSet, gather
 from recfusion.fusion.sources import (
     CategoryPopularitySource,
     ContentSource,
     EaseSource,
-    History,
     PopularitySource,
     Source,
     TwoTowerSource,
-    build_history,
 )
 from recfusion.fusion.stacking import context_features
-from recfusion.models.dataset import ModelData
+from recfusion.models.dataset import History, ModelData, build_history
 from recfusion.models.item_index import ItemIndex
-
-SOURCES = ("two_tower", "ease", "popularity", "category_popularity", "content")
 
 
 @dataclass(frozen=True)
@@ -102,7 +99,7 @@ def fit_sources(
 
     Args:
         model_features: given the period's history, functions adding [U, C] stacking features
-            from other sub-models (see model_features.py).
+            from other sub-models (see sub_model_scores.py).
         index: the two-tower source finds its candidates through this index when it is
             approximate (faiss); None or exact: a full scan.
 

@@ -16,14 +16,13 @@ Scores are dense [users, items] arrays; the catalogues this runs on in one proce
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-from recfusion.evaluation.metrics import top_k
-from recfusion.models.dataset import ModelData
-from recfusion.models.features import user_inputs
+from recfusion.metrics.ranking import top_k
+from recfusion.models.dataset import History, ModelData
+from recfusion.models.inputs import user_inputs
 from recfusion.models.item_index import ItemIndex
 
 # (row of the user in the batch, catalogue positions) -> the source's scores of those items
@@ -36,32 +35,6 @@ REASONS = {
     "category_popularity": "popular in {category}",
     "content": "matches your interest in {category}",
 }
-
-
-@dataclass(frozen=True)
-class History:
-    """What is known about each user at prediction time."""
-
-    matrix: sp.csr_matrix  # [n_users, n_items] 1 where the user chose the item
-    recent: np.ndarray  # [n_users, history_len] item vocabulary ids for the user tower
-    splits: tuple[str, ...]
-
-    def has(self, rows: np.ndarray) -> np.ndarray:
-        """Whether each user in `rows` has any history."""
-        return np.asarray(self.matrix[rows].sum(axis=1)).ravel() > 0
-
-
-def build_history(data: ModelData, splits: list[str]) -> History:
-    pairs = data.pairs_of(splits)
-    u = data.users.positions(pairs["user_id"])
-    i = data.catalog.positions(pairs["item_id"])
-    keep = (u >= 0) & (i >= 0)
-    matrix = sp.csr_matrix(
-        (np.ones(int(keep.sum()), dtype=np.float32), (u[keep], i[keep])),
-        shape=(len(data.users), len(data.catalog)),
-    )
-    matrix.data[:] = 1.0  # duplicates collapse to 1
-    return History(matrix, data.history(splits), tuple(splits))
 
 
 class Source:

@@ -1,5 +1,5 @@
 """The prepared data as the models see it: catalogue, users, positive pairs per split,
-histories and "already has" sets."""
+histories and "already has" sets, and the `History` a period's predictions start from."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from recfusion.config import TrainConfig
 from recfusion.data.io import read_table
 from recfusion.data.schema import SPLITS
-from recfusion.models.features import (
-    Catalog,
+from recfusion.models.inputs import (
+    ItemTable,
     UserTable,
     Vocabularies,
     build_catalog,
@@ -44,7 +45,7 @@ def read_prepared(folder: Path) -> PreparedData:
 
 @dataclass(frozen=True)
 class ModelData:
-    catalog: Catalog
+    catalog: ItemTable
     users: UserTable
     pairs: dict[str, pd.DataFrame]  # split -> distinct positive (user_id, item_id, timestamp)
     history_len: int
@@ -78,3 +79,30 @@ def build_model_data(prepared: PreparedData, cfg: TrainConfig) -> ModelData:
         history_len=cfg.history_len,
         vocab=prepared.vocab,
     )
+
+
+@dataclass(frozen=True)
+class History:
+    """What is known about each user at prediction time."""
+
+    matrix: sp.csr_matrix  # [n_users, n_items] 1 where the user chose the item
+    recent: np.ndarray  # [n_users, history_len] item vocabulary ids for the user tower
+    splits: tuple[str, ...]
+
+    def has(self, rows: np.ndarray) -> np.ndarray:
+        """Whether each user in `rows` has any history."""
+        return np.asarray(self.matrix[rows].sum(axis=1)).ravel() > 0
+
+
+def build_history(data: ModelData, splits: list[str]) -> History:
+    """Who chose what within `splits`, and each user's recent items."""
+    pairs = data.pairs_of(splits)
+    u = data.users.positions(pairs["user_id"])
+    i = data.catalog.positions(pairs["item_id"])
+    keep = (u >= 0) & (i >= 0)
+    matrix = sp.csr_matrix(
+        (np.ones(int(keep.sum()), dtype=np.float32), (u[keep], i[keep])),
+        shape=(len(data.users), len(data.catalog)),
+    )
+    matrix.data[:] = 1.0  # duplicates collapse to 1
+    return History(matrix, data.history(splits), tuple(splits))

@@ -1,16 +1,23 @@
 """Exports of the trained two-tower model: the user tower as a SavedModel, the item embeddings,
 and a top-K index (TFRS BruteForce as a SavedModel for small catalogues, a faiss HNSW index for
-large ones)."""
+large ones); and `load_retrieval`, which reads them back for the later stages and serving."""
 
 from __future__ import annotations
 
 import logging
+import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
+from recfusion.data.io import write_json
+from recfusion.models.dataset import ModelData
+from recfusion.models.item_index import ItemIndex
 from recfusion.models.tf_setup import tf, tfrs
-from recfusion.models.towers import UserTower
+from recfusion.models.towers import ItemTower, UserTower
+from recfusion.paths import RETRIEVAL_DIR
 
 log = logging.getLogger(__name__)
 
@@ -95,3 +102,48 @@ def load_user_encoder(path: Path):
         return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
     return encode
+
+
+def save_retrieval(user_tower: UserTower, item_tower: ItemTower, item_embeddings: np.ndarray,
+                   item_ids: np.ndarray, meta: dict, out: Path) -> None:  # fmt: skip
+    """`out` (emptied first): user_tower/ (SavedModel), item_embeddings.npy and item_ids.txt
+    (catalogue order), weights/ (both towers, for transfer learning), the top-K index of kind
+    meta["index"] (index/ or index.faiss) and meta.json (`meta`: sizes, history_len, index and
+    settings, what rebuilding the towers needs)."""
+    history_len = int(meta["history_len"])
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    save_user_tower(user_tower, history_len, out / "user_tower")
+    np.save(out / "item_embeddings.npy", item_embeddings)
+    (out / "item_ids.txt").write_text("".join(f"{i}\n" for i in item_ids))
+    tf.train.Checkpoint(user_tower=user_tower, item_tower=item_tower).write(
+        str(out / "weights" / "towers")
+    )
+    if meta["index"] == "faiss":
+        save_faiss(item_embeddings, out / "index.faiss")
+    else:
+        save_brute_force(user_tower, item_embeddings, item_ids, 100, history_len, out / "index")
+    write_json(meta, out / "meta.json")
+
+
+class Retrieval(NamedTuple):
+    """The exported retrieval model as the later stages and serving use it."""
+
+    encode: Callable[[dict], np.ndarray]  # user tower inputs -> [users, dim] embeddings
+    items: np.ndarray  # [n_items, dim] item embeddings, catalogue order
+    item_index: ItemIndex  # exact scan, or faiss above train.retrieval.faiss_above
+
+
+def load_retrieval(data: ModelData, folder: Path = RETRIEVAL_DIR) -> Retrieval:
+    """The exported user encoder, item embeddings and item index, checked against the catalogue.
+
+    Raises:
+        ValueError: the model was trained on another catalogue.
+    """
+    encode = load_user_encoder(folder / "user_tower")
+    items = np.load(folder / "item_embeddings.npy")
+    ids = (folder / "item_ids.txt").read_text().splitlines()
+    if ids != list(data.catalog.item_ids):
+        raise ValueError(f"{folder} was trained on another catalogue; run dvc repro")
+    return Retrieval(encode, items, ItemIndex.load(folder, items))

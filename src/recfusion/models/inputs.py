@@ -4,7 +4,7 @@ Index 0 always means "padding or unknown": an id outside the train vocabulary (a
 user or item), a missing brand, an empty history slot. Towers therefore work for cold start
 from the other features, and id dropout in training teaches them to.
 
-- `Catalog`: one row per catalogue item (its position is the item's index everywhere in the
+- `ItemTable`: one row per catalogue item (its position is the item's index everywhere in the
   models): id index, category levels, brand, price bucket, title tokens.
 - `UserTable`: one row per user: id index, gender, region, normalised age.
 - positives, histories and training examples built from the prepared event splits.
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recfusion.features.vocab import category_levels, item_text, tokenize
+from recfusion.preparation.vocab import category_levels, item_text, tokenize
 
 CATEGORY_LEVELS = 3
 
@@ -67,7 +67,7 @@ class Vocabularies:
 
 
 @dataclass(frozen=True)
-class Catalog:
+class ItemTable:
     item_ids: np.ndarray  # [n] item_id strings; the position is the item index
     id_idx: np.ndarray  # [n] int32 item vocabulary index, 0 for items unseen in train
     category: np.ndarray  # [n, 3] int32 category vocabulary index per level
@@ -101,7 +101,7 @@ class UserTable:
         return pd.Index(self.user_ids).get_indexer(pd.Index(list(user_ids))).astype(np.int64)
 
 
-def build_catalog(items: pd.DataFrame, vocab: Vocabularies, max_tokens: int) -> Catalog:
+def build_catalog(items: pd.DataFrame, vocab: Vocabularies, max_tokens: int) -> ItemTable:
     """The catalogue arrays from the prepared items table."""
     levels = [category_levels(c) for c in items["category"].astype(str)]
     padded = [(lv + [lv[-1]] * CATEGORY_LEVELS)[:CATEGORY_LEVELS] if lv else [""] * 3
@@ -113,7 +113,7 @@ def build_catalog(items: pd.DataFrame, vocab: Vocabularies, max_tokens: int) -> 
         row = row[row > 0]
         tokens[r, : len(row)] = row
     bucket = items["price_bucket"].to_numpy() if "price_bucket" in items else np.zeros(len(items))
-    return Catalog(
+    return ItemTable(
         item_ids=items["item_id"].astype(str).to_numpy(),
         id_idx=vocab.item_id.lookup(items["item_id"]),
         category=category.astype(np.int32),
@@ -145,7 +145,7 @@ def positive_pairs(events: pd.DataFrame, positive_types: Sequence[str]) -> pd.Da
     return pos.drop_duplicates(["user_id", "item_id"], keep="first").reset_index(drop=True)
 
 
-def last_items(pairs: pd.DataFrame, users: UserTable, catalog: Catalog, n: int) -> np.ndarray:
+def last_items(pairs: pd.DataFrame, users: UserTable, catalog: ItemTable, n: int) -> np.ndarray:
     """[n_users, n] each user's last n item vocabulary indices in `pairs` (time order, oldest
     first, left-padded with 0). Items without an id index are skipped."""
     out = np.zeros((len(users), n), dtype=np.int32)
@@ -186,7 +186,7 @@ class Examples:
 
 
 def training_examples(
-    pairs: pd.DataFrame, users: UserTable, catalog: Catalog, n_history: int
+    pairs: pd.DataFrame, users: UserTable, catalog: ItemTable, n_history: int
 ) -> Examples:
     """One example per positive pair whose user and item are known."""
     u = users.positions(pairs["user_id"])

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from recfusion.evaluation.metrics import top_k
+from recfusion.metrics.ranking import top_k
 
 INDEX_FILE = "index.faiss"
 

@@ -11,30 +11,37 @@ BackupAndRestore.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from recfusion.config import RankingConfig
+from recfusion.data.io import write_json
 from recfusion.models.dataset import ModelData
 from recfusion.models.devices import DevicePlan
-from recfusion.models.features import Catalog, user_inputs
 from recfusion.models.inference import traced
+from recfusion.models.inputs import ItemTable, user_inputs
 from recfusion.models.ranking_data import RankingExamples
 from recfusion.models.tf_setup import keras, tf, tfrs
 from recfusion.models.towers import TowerSizes, masked_mean
 
 log = logging.getLogger(__name__)
+# (user rows [U], catalogue positions [U, C], -1 = empty slot) -> head -> [U, C] outputs
+HeadScorer = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
 
 
 class RankingModel(tfrs.Model):
     """Inputs {"user": user tower inputs, "item": [b] positions, "hour": [b]};
     outputs {head: [b] logit or rating}."""
 
-    def __init__(self, sizes: TowerSizes, catalog: Catalog, heads: tuple[str, ...],
+    def __init__(self, sizes: TowerSizes, catalog: ItemTable, heads: tuple[str, ...],
                  cfg: RankingConfig) -> None:  # fmt: skip
         super().__init__()
         d = cfg.embedding_dim
@@ -200,3 +207,56 @@ def fit_ranking(
     for i, e in enumerate(epochs, start=1):
         log.info("ranking epoch %d: %s", i, {k: round(v, 4) for k, v in e.items()})
     return FittedRanking(model, epochs, seconds)
+
+
+def save_ranking_model(model: RankingModel, heads: tuple[str, ...], sizes: TowerSizes,
+                       cfg: RankingConfig, history_len: int, thresholds: dict[str, float | None],
+                       out: Path) -> None:  # fmt: skip
+    """`out` (emptied first): the weights checkpoint and meta.json, what `load_ranking_model`
+    needs (heads, sizes, settings) and the decision threshold of each head."""
+    if out.exists():
+        shutil.rmtree(out)
+    tf.train.Checkpoint(model=model).write(str(out / "weights" / "ranking"))
+    write_json({"heads": list(heads), "sizes": dataclasses.asdict(sizes),
+                "ranking": dataclasses.asdict(cfg), "history_len": history_len,
+                "thresholds": thresholds}, out / "meta.json")  # fmt: skip
+
+
+def load_ranking_model(folder: Path, data: ModelData) -> RankingModel:
+    """The trained ranking model rebuilt from meta.json and restored from its checkpoint."""
+    meta = json.loads((folder / "meta.json").read_text())
+    model = RankingModel(TowerSizes(**meta["sizes"]), data.catalog, tuple(meta["heads"]),
+                         RankingConfig(**meta["ranking"]))  # fmt: skip
+    one = np.zeros(1, dtype=np.int32)
+    model({"user": {"user_id": one, "gender": one, "region": one, "age": np.zeros(1, np.float32),
+                    "history": np.zeros((1, meta["history_len"]), np.int32)},
+           "item": one, "hour": one})  # fmt: skip
+    tf.train.Checkpoint(model=model).read(str(folder / "weights" / "ranking")).expect_partial()
+    return model
+
+
+def head_scorer(model: RankingModel, data: ModelData, history: np.ndarray, hour: int
+                ) -> HeadScorer:  # fmt: skip
+    """Each head's output (`predict`) for users and their candidate items at `hour` (0-23).
+
+    Args:
+        history: [n_users, history_len] what the model knows of every user.
+
+    Returns:
+        (rows [U], items [U, C]) -> head -> [U, C] float32, 0 where items is -1.
+    """
+
+    def score(rows: np.ndarray, items: np.ndarray) -> dict[str, np.ndarray]:
+        valid = items >= 0
+        users = np.repeat(rows, valid.sum(axis=1))
+        chosen = items[valid]
+        n = len(chosen)
+        examples = RankingExamples(users, chosen, np.full(n, hour + 1, np.int32), {}, {})
+        out = {}
+        for head, values in predict(model, examples, history[users], data).items():
+            full = np.zeros(items.shape, dtype=np.float32)
+            full[valid] = values
+            out[head] = full
+        return out
+
+    return score

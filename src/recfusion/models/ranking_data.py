@@ -9,17 +9,25 @@ user never touched), labelled 0 for the binary heads and weighted 0 for the rati
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from recfusion.models.dataset import ModelData
-from recfusion.models.features import history_without_target, last_items
+from recfusion.models.inputs import history_without_target, last_items
 
 ECOMMERCE_HEADS = ("click", "add_to_cart", "purchase")
 RATING_HEADS = ("rating", "like")
 LIKE_THRESHOLD = 4.0
+
+
+def usual_hour(data: ModelData, splits: Sequence[str]) -> int:
+    """The most common hour of the positives in `splits` (the ranking model's context input
+    when a request carries no time)."""
+    hours = data.pairs_of(list(splits))["timestamp"].dt.hour
+    return int(hours.mode().iloc[0]) if len(hours) else 12
 
 
 def heads_for(events: pd.DataFrame) -> tuple[str, ...]:

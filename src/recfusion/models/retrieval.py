@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from recfusion.config import RetrievalConfig, TrainConfig
-from recfusion.evaluation.metrics import ranking_metrics, top_k
+from recfusion.metrics.ranking import ranking_metrics, top_k
 from recfusion.models.dataset import ModelData
 from recfusion.models.devices import DevicePlan
-from recfusion.models.features import (
+from recfusion.models.inputs import (
     Examples,
     UserTable,
     item_popularity,

@@ -9,17 +9,22 @@ tags from the test period, against the "same as past top categories" baseline.
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from recfusion.config import TagsConfig
-from recfusion.evaluation.classification import multilabel_report
+from recfusion.data.io import write_json
+from recfusion.metrics.classification import multilabel_report
 from recfusion.models.dataset import ModelData
-from recfusion.models.features import user_inputs
+from recfusion.models.inputs import user_inputs
 from recfusion.models.tf_setup import keras, tf
 from recfusion.models.towers import TowerSizes, UserTower
 
@@ -106,3 +111,40 @@ def fit_tag_head(embeddings: np.ndarray, labels: np.ndarray, cfg: TagsConfig, se
 def user_embeddings(tower: UserTower, data: ModelData, rows: np.ndarray, history: np.ndarray
                     ) -> np.ndarray:  # fmt: skip
     return tower(user_inputs(data.users, rows, history[rows]), training=False).numpy()
+
+
+def tag_names(data: ModelData, tag_categories: np.ndarray) -> list[str]:
+    """The category path of each tag ("unknown" for the unknown category)."""
+    vocab = data.vocab.category.values
+    return [vocab[c - 1] if c > 0 else "unknown" for c in tag_categories]
+
+
+def save_tag_head(head: keras.Model, names: Sequence[str], meta: dict[str, Any], out: Path
+                  ) -> None:  # fmt: skip
+    """`out` (emptied first): the head's weights, tags.txt (one tag name a line) and
+    meta.json (level, min_share, threshold, the tower's sizes, the settings)."""
+    if out.exists():
+        shutil.rmtree(out)
+    tf.train.Checkpoint(head=head).write(str(out / "weights" / "head"))
+    (out / "tags.txt").write_text("".join(f"{n}\n" for n in names))
+    write_json(meta, out / "meta.json")
+
+
+@dataclass(frozen=True)
+class TagHead:
+    """A trained tag head, as the fusion's stacking features use it."""
+
+    head: keras.Model  # [users, dim] user embeddings -> [users, n_tags] probabilities
+    tag_of_item: np.ndarray  # [n_items] tag index of each catalogue item
+    categories: np.ndarray  # [n_tags] category vocabulary index of each tag
+
+
+def load_tag_head(folder: Path, data: ModelData, cfg: TagsConfig) -> TagHead:
+    """The head saved in `folder` by `save_tag_head`, rebuilt with `cfg.hidden_units`."""
+    meta = json.loads((folder / "meta.json").read_text())
+    tag_of_item, categories = item_tags(data, meta["level"])
+    head = keras.Sequential([keras.layers.Dense(cfg.hidden_units, activation="relu"),
+                             keras.layers.Dense(len(categories), activation="sigmoid")])  # fmt: skip
+    head.build((None, int(meta["tower_sizes"]["dim"])))
+    tf.train.Checkpoint(head=head).read(str(folder / "weights" / "head")).expect_partial()
+    return TagHead(head, tag_of_item, categories)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recfusion.models.features import Catalog
+from recfusion.models.inputs import ItemTable
 from recfusion.models.tf_setup import keras, tf
 
 
@@ -112,7 +112,7 @@ class ItemTower(_Tower):
     def __init__(
         self,
         sizes: TowerSizes,
-        catalog: Catalog,
+        catalog: ItemTable,
         id_dropout: float,
         dropout: float,
         seed: int,

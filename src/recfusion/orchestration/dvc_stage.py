@@ -15,9 +15,11 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+import yaml
 from filelock import FileLock, Timeout
 
 LOCK_FILE = Path(".recfusion/pipeline.lock")
+DVC_YAML = Path("dvc.yaml")
 
 
 class StageFailed(RuntimeError):
@@ -65,6 +67,16 @@ def project_dir() -> Path:
             return folder
     raise FileNotFoundError(f"no dvc.yaml in {here} or above: run from the recfusion checkout "
                             "or set RECFUSION_PROJECT_DIR")  # fmt: skip
+
+
+def pipeline_stages(path: Path = DVC_YAML) -> list[str]:
+    """The stage names of dvc.yaml, in order (the one definition of the pipeline); each runs
+    the module recfusion.stages.<name>."""
+    try:
+        stages = yaml.safe_load(path.read_text(encoding="utf-8"))["stages"]
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{path} not found: run recfusion from the project root") from e
+    return list(stages)
 
 
 def stage_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -6,7 +6,6 @@ lineage reads git and dvc.lock. Metric names use `_at_` for `@`, which MLflow do
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import subprocess
@@ -17,7 +16,7 @@ from typing import Any
 import yaml
 from mlflow import MlflowClient
 
-from recfusion.config import Config
+from recfusion.config import Config, to_plain
 
 # outputs whose dvc.lock hashes tie a run to its data and models
 LINEAGE_OUTS = ("data/raw", "data/validated", "data/prepared", "models/retrieval",
@@ -84,7 +83,7 @@ def flat_params(cfg: Config) -> dict[str, str]:
         else:
             out[metric_name(prefix)] = str(value)[:6000]
 
-    walk("", dataclasses.asdict(cfg))
+    walk("", to_plain(cfg))  # lists, not tuples: str() as params.yaml shows them
     return out
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from recfusion.evaluation.metrics import ranking_metrics
+from recfusion.metrics.ranking import ranking_metrics
 from recfusion.models.dataset import ModelData
 from recfusion.search.hybrid import reciprocal_rank_fusion
 from recfusion.search.searcher import VARIANTS, Searcher

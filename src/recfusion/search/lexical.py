@@ -9,7 +9,7 @@ import bm25s
 import numpy as np
 import pandas as pd
 
-from recfusion.features.vocab import tokenize
+from recfusion.preparation.vocab import tokenize
 
 NO_WORDS = "\x00"
 

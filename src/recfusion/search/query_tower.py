@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recfusion.config import SearchConfig
-from recfusion.evaluation.metrics import ranking_metrics, top_k
+from recfusion.metrics.ranking import ranking_metrics, top_k
 from recfusion.models.devices import DevicePlan
 from recfusion.models.inference import traced
 from recfusion.models.tf_setup import keras, tf, tfrs
@@ -121,6 +121,10 @@ def fit_query_tower(
         raise ValueError(f"search needs queries with a clicked item in train and val, got "
                          f"{len(train[0])} and {len(val[0])}")  # fmt: skip
     keras.utils.set_random_seed(seed)
+    # Keras names layers by process-wide counters and the saved weights record the names:
+    # name them as in a fresh process, whatever was built before (train_search loads the
+    # ranking model first), so the same training saves the same bytes
+    keras.backend.reset_uids()
     batch = cfg.batch_size * plan.strategy.num_replicas_in_sync
     rng = np.random.default_rng(seed)
     # each query once more with a typo, so misspellings land where the right spelling does

@@ -10,6 +10,7 @@ Variants (evaluated side by side):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -18,12 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from recfusion.config import SearchConfig
-from recfusion.features.vocab import tokenize
-from recfusion.fusion.candidates import CandidateSet
-from recfusion.fusion.model_features import ranking_features
 from recfusion.models.dataset import ModelData
+from recfusion.models.export import Retrieval
 from recfusion.models.item_index import ItemIndex
+from recfusion.models.ranking import RankingModel, head_scorer, load_ranking_model
+from recfusion.models.ranking_data import usual_hour
 from recfusion.models.tf_setup import tf
+from recfusion.preparation.vocab import tokenize
 from recfusion.search.hybrid import rank_by_score, reciprocal_rank_fusion
 from recfusion.search.lexical import LexicalIndex
 from recfusion.search.query_tower import QueryTower, embed_queries
@@ -43,17 +45,17 @@ class SearchSettings:
     personal_weight: float  # RRF weight of the ranking model's order, chosen on validation
 
 
-def ranking_scorer(ranking_dir: Path, data: ModelData, history: np.ndarray,
+def ranking_scorer(model: RankingModel, data: ModelData, history: np.ndarray,
                    hour: int) -> PersonalScorer:  # fmt: skip
     """The ranking model's click probability (its first head when it has no click head)."""
-    features = ranking_features(ranking_dir, data, history, hour)
+    heads_of = head_scorer(model, data, history, hour)
 
     def score(rows: np.ndarray, items: np.ndarray) -> np.ndarray:
         out = np.zeros(items.shape, dtype=np.float32)
         known = rows >= 0
         if known.any():
-            heads = features(CandidateSet(rows[known], items[known], {}, {}, 0))
-            name = "ranking_click" if "ranking_click" in heads else sorted(heads)[0]
+            heads = heads_of(rows[known], items[known])
+            name = "click" if "click" in heads else sorted(heads)[0]
             out[known] = heads[name]
         return out
 
@@ -193,3 +195,23 @@ def _reason(item: int, lexical: np.ndarray, semantic: np.ndarray, words: list[st
 def settings_from(cfg: SearchConfig, lexical_weight: float, personal_weight: float,
                   ) -> SearchSettings:  # fmt: skip
     return SearchSettings(cfg.candidates, cfg.rrf_k, lexical_weight, personal_weight)
+
+
+def personalise(searcher: Searcher, model: RankingModel, data: ModelData,
+                history: Sequence[str]) -> Searcher:  # fmt: skip
+    """A copy of `searcher` ordered for each user's taste by the ranking `model`, knowing users
+    by their positives in the splits `history`."""
+    personal = ranking_scorer(model, data, data.history(list(history)), usual_hour(data, history))
+    return dataclasses.replace(searcher, personal=personal)
+
+
+def load_searcher(search_dir: Path, ranking_dir: Path, data: ModelData, retrieval: Retrieval,
+                  history: Sequence[str]) -> Searcher:  # fmt: skip
+    """The searcher saved in `search_dir` over the retrieval model's items, personalised with
+    the ranking model saved in `ranking_dir` on `history`.
+
+    Raises:
+        ValueError: `search_dir` is not a saved searcher, or was built for another catalogue.
+    """
+    searcher = Searcher.load(search_dir, retrieval.items, None, retrieval.item_index)
+    return personalise(searcher, load_ranking_model(ranking_dir, data), data, history)

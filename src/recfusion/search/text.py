@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recfusion.features.vocab import tokenize
+from recfusion.preparation.vocab import tokenize
 
 PAD = 0
 OOV = 1

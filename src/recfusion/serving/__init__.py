@@ -1,1 +1,2 @@
-"""Serving: the packaged recommender and its MLflow pyfunc wrapper."""
+"""Serving: the packaged recommender, its MLflow pyfunc wrapper, and scoring it through its
+request interface on a test split (what the gate compares)."""

@@ -23,22 +23,19 @@ import numpy as np
 import pandas as pd
 
 from recfusion.config import DEFAULT_PARAMS, Config, load_config
-from recfusion.features.vocab import tokenize
-from recfusion.fusion.assemble import fit_with_sub_models, load_retrieval, purchases
+from recfusion.fusion.assemble import (
+    SubModels,
+    fit_with_sub_models,
+    load_sub_models,
+    purchases,
+)
 from recfusion.fusion.fused import FittedFusion, method_scores, rank_method, reasons
 from recfusion.fusion.period import FittedSources, Period
 from recfusion.fusion.sources import REASONS
-from recfusion.models.dataset import ModelData, build_model_data, read_prepared
-from recfusion.paths import (
-    FUSION_DIR,
-    MODELS_DIR,
-    PREPARED_DIR,
-    RANKING_DIR,
-    RETRIEVAL_DIR,
-    SEARCH_DIR,
-)
-from recfusion.search.report import load_searcher
-from recfusion.search.searcher import Searcher
+from recfusion.models.dataset import ModelData, PreparedData, build_model_data, read_prepared
+from recfusion.paths import FUSION_DIR, MODELS_DIR, PREPARED_DIR, RANKING_DIR, SEARCH_DIR
+from recfusion.preparation.vocab import tokenize
+from recfusion.search.searcher import Searcher, load_searcher
 
 log = logging.getLogger(__name__)
 
@@ -150,19 +147,27 @@ class Recommender:
         cfg = load_config(root / PARAMS_FILE, defaults=fill)
         prepared = read_prepared(root / PREPARED_DIR)
         data = build_model_data(prepared, cfg.train)
-        retrieval = load_retrieval(data, root / RETRIEVAL_DIR)
-        sources = fit_with_sub_models(cfg, data, list(history), retrieval, root / MODELS_DIR)
+        models = load_sub_models(data, cfg.train.tags, root / MODELS_DIR)
         fusion = FittedFusion.load(root / FUSION_DIR)
+        searcher = None
+        if (root / SEARCH_DIR).is_dir():
+            searcher = load_searcher(root / SEARCH_DIR, root / RANKING_DIR, data,
+                                     models.retrieval, history)  # fmt: skip
+        return cls.assemble(cfg, prepared, data, models, fusion, searcher, history)
+
+    @classmethod
+    def assemble(cls, cfg: Config, prepared: PreparedData, data: ModelData, models: SubModels,
+                 fusion: FittedFusion, searcher: Searcher | None,
+                 history: Sequence[str] = ALL_SPLITS) -> Recommender:  # fmt: skip
+        """The recommender from its parts, loaded or just trained; the sources are fitted on
+        `history` (see `load`), which `searcher` should know users by too."""
+        sources = fit_with_sub_models(cfg.fusion, data, list(history), models)
         bought = purchases(prepared, data, list(history), np.arange(len(data.users)))
         order = np.argsort(-sources.counts, kind="stable")
         popular = order[data.catalog.in_stock[order]]
-        searcher = None
-        if (root / SEARCH_DIR).is_dir():
-            searcher = load_searcher(root / SEARCH_DIR, root / RANKING_DIR, data, retrieval,
-                                     list(history))  # fmt: skip
         log.info("recommender: %d users, %d items, history %s, search %s", len(data.users),
                  len(data.catalog), "+".join(history), "on" if searcher else "off")  # fmt: skip
-        return cls(cfg, data, sources, fusion, retrieval[1], bought, popular, searcher)
+        return cls(cfg, data, sources, fusion, models.retrieval.items, bought, popular, searcher)
 
     @property
     def max_k(self) -> int:

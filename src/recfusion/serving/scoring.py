@@ -14,15 +14,14 @@ import numpy as np
 import pandas as pd
 
 from recfusion.evaluation.beyond import coverage, long_tail_items
-from recfusion.evaluation.metrics import mean_metrics, per_user_metrics
 from recfusion.evaluation.slices import (
     MIN_GROUP_USERS,
     slice_ndcg_per_user,
     summarise_slices,
     user_groups,
 )
-from recfusion.fusion.sources import build_history
-from recfusion.models.dataset import ModelData, PreparedData
+from recfusion.metrics.ranking import mean_metrics, per_user_metrics
+from recfusion.models.dataset import ModelData, PreparedData, build_history
 from recfusion.serving.recommender import Recommender
 
 

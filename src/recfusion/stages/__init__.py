@@ -1,1 +1,3 @@
-"""One module per DVC stage: a pure `run(cfg, ...)` and a thin `main()` that does the I/O."""
+"""One module per DVC stage, each in the same shape: `read_inputs(...)` does every read (files,
+registry), a pure `run(cfg, inputs) -> outputs` does the work, `write_outputs(outputs, ...)`
+does every write, and a thin `main()` chains them. `entry.py` holds what the `main()`s share."""

@@ -1,8 +1,12 @@
-"""What every stage's `main()` shares: argument parsing, logging set-up and clear errors."""
+"""What every stage's `main()` shares: argument parsing, logging set-up, clear errors, and the
+resume-checkpoint folders of the training stages."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -54,3 +58,13 @@ def guarded(main: Callable[[], int]) -> int:
         setup_logging()
         log.error("%s", e)
         return 2
+
+
+def fingerprint(cfg: Config, prepared_dir: Path) -> str:
+    """A short hash of what training depends on, naming its checkpoint folder."""
+    h = hashlib.sha256(json.dumps([cfg.seed, dataclasses.asdict(cfg.train)]).encode())
+    for name in ("train.parquet", "val.parquet", "items.parquet", "users.parquet"):
+        path = prepared_dir / name
+        if path.is_file():
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]

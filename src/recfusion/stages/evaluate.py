@@ -1,7 +1,7 @@
 """Stage `evaluate`: every candidate source and every fusion method on the same test users.
 
-Reads data/prepared/, models/retrieval/, models/fusion/ and reports/ranking.json. The test
-period's sources see train + validation. Writes
+Reads data/prepared/ (with the query log), models/ (retrieval, ranking, tags, fusion, search)
+and reports/ranking.json. The test period's sources see train + validation. Writes
 - reports/metrics.json (DVC metrics): Recall, Precision, NDCG, MRR, MAP and hit rate at each
   k of `evaluate.ks`; coverage, intra-list diversity, novelty and long-tail share at 10; NDCG@10
   per slice (cold / warm users, gender, age band, long-tail items) with the gap between groups;
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,19 +35,37 @@ from recfusion.evaluation.beyond import (
     long_tail_share,
     novelty,
 )
-from recfusion.evaluation.metrics import ndcg_per_user, paired_bootstrap, ranking_metrics
+from recfusion.evaluation.search_report import HISTORY as SEARCH_HISTORY
+from recfusion.evaluation.search_report import evaluate_search, search_section
 from recfusion.evaluation.slices import slice_ndcg, user_groups
-from recfusion.fusion.assemble import load_retrieval, period, purchases
+from recfusion.fusion.assemble import SubModels, load_sub_models, period, purchases
 from recfusion.fusion.fused import FittedFusion, rank_all, reasons
 from recfusion.fusion.period import Period
+from recfusion.metrics.ranking import ndcg_per_user, paired_bootstrap, ranking_metrics
 from recfusion.models.dataset import ModelData, PreparedData, build_model_data, read_prepared
-from recfusion.paths import FUSION_DIR, PREPARED_DIR, RANKING_DIR, REPORTS_DIR, SEARCH_DIR
-from recfusion.search.report import HISTORY as SEARCH_HISTORY
-from recfusion.search.report import evaluate_search, load_searcher, search_section
+from recfusion.paths import MODELS_DIR, PREPARED_DIR, REPORTS_DIR
+from recfusion.search.searcher import Searcher, load_searcher
 from recfusion.stages.entry import guarded, stage_config
 
 log = logging.getLogger(__name__)
-PLOTS = REPORTS_DIR / "plots"
+
+
+@dataclass(frozen=True)
+class EvaluateInputs:
+    prepared: PreparedData  # the prepared splits (purchases, user attributes)
+    data: ModelData  # the same as the models see it
+    models: SubModels  # retrieval, ranking and tag models
+    fusion: FittedFusion  # fuse's weights and stacker
+    searcher: Searcher  # train_search's, personalised for users known by SEARCH_HISTORY
+    queries: pd.DataFrame  # the prepared query log, with its split column
+    ranking_report: dict | None  # reports/ranking.json, when train_ranking wrote one
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    result: dict[str, Any]  # reports/metrics.json
+    ranking_report: dict | None  # the ranking heads' section of the HTML report
+    ks: list[int]  # evaluate.ks, sorted
 
 
 def evaluate_all(cfg: Config, prepared: PreparedData, data: ModelData, test: Period,
@@ -96,7 +115,7 @@ def evaluate_all(cfg: Config, prepared: PreparedData, data: ModelData, test: Per
             "examples": examples}  # fmt: skip
 
 
-def write_plots(result: dict, ks: list[int], folder: Path = PLOTS) -> None:
+def write_plots(result: dict, ks: list[int], folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     names = list(result["methods"])
     short = [n.split(":", 1)[1] for n in names]
@@ -166,25 +185,52 @@ def write_html(result: dict, ranking: dict | None, ks: list[int], path: Path) ->
     path.write_text(html.page("recfusion evaluation", sections, note), encoding="utf-8")
 
 
-def main(argv: list[str] | None = None) -> int:
-    cfg = stage_config(__doc__, argv)
-    prepared = read_prepared(PREPARED_DIR)
+def read_inputs(cfg: Config, prepared_dir: Path = PREPARED_DIR, models_dir: Path = MODELS_DIR,
+                reports_dir: Path = REPORTS_DIR) -> EvaluateInputs:  # fmt: skip
+    """The prepared data, every model in `models_dir` and train_ranking's report.
+
+    Raises:
+        ValueError: a model was trained on another catalogue.
+    """
+    prepared = read_prepared(prepared_dir)
     data = build_model_data(prepared, cfg.train)
-    retrieval = load_retrieval(data)
-    item_embeddings = retrieval[1]
-    test = period(cfg, data, ["train", "val"], ["test"], retrieval)
-    fitted = FittedFusion.load(FUSION_DIR)
-    result = evaluate_all(cfg, prepared, data, test, fitted, item_embeddings)
-    ranking_path = REPORTS_DIR / "ranking.json"
+    models = load_sub_models(data, cfg.train.tags, models_dir)
+    fusion = FittedFusion.load(models_dir / "fusion")
+    ranking_path = reports_dir / "ranking.json"
     ranking = read_json(ranking_path) if ranking_path.is_file() else None
+    searcher = load_searcher(models_dir / "search", models_dir / "ranking", data,
+                             models.retrieval, SEARCH_HISTORY)  # fmt: skip
+    queries = read_table(prepared_dir / "queries.parquet")
+    return EvaluateInputs(prepared, data, models, fusion, searcher, queries, ranking)
+
+
+def run(cfg: Config, inputs: EvaluateInputs) -> Evaluation:
+    """Every source and method on the test period, the ranking heads and search."""
+    data = inputs.data
+    test = period(cfg.fusion, data, ["train", "val"], ["test"], inputs.models)
+    result = evaluate_all(cfg, inputs.prepared, data, test, inputs.fusion,
+                          inputs.models.retrieval.items)  # fmt: skip
+    ranking = inputs.ranking_report
     if ranking:
         result["ranking_heads"] = {h: {k: v for k, v in r.items() if k != "calibration"}
                                    for h, r in ranking["heads"].items()}  # fmt: skip
-    searcher = load_searcher(SEARCH_DIR, RANKING_DIR, data, retrieval, SEARCH_HISTORY)
-    result["search"] = evaluate_search(searcher, read_table(PREPARED_DIR / "queries.parquet"), data)
-    write_json(result, REPORTS_DIR / "metrics.json")
-    write_plots(result, sorted(cfg.evaluate.ks))
-    write_html(result, ranking, sorted(cfg.evaluate.ks), REPORTS_DIR / "evaluation.html")
+    result["search"] = evaluate_search(inputs.searcher, inputs.queries, data)
+    return Evaluation(result, ranking, sorted(cfg.evaluate.ks))
+
+
+def write_outputs(evaluation: Evaluation, reports_dir: Path = REPORTS_DIR) -> None:
+    """reports/metrics.json, reports/plots/*.csv and reports/evaluation.html."""
+    write_json(evaluation.result, reports_dir / "metrics.json")
+    write_plots(evaluation.result, evaluation.ks, reports_dir / "plots")
+    write_html(evaluation.result, evaluation.ranking_report, evaluation.ks,
+               reports_dir / "evaluation.html")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = stage_config(__doc__, argv)
+    evaluation = run(cfg, read_inputs(cfg))
+    write_outputs(evaluation)
+    result = evaluation.result
     p, b = result["packaged"], result["best_source"]
     log.info("evaluate: %s ndcg@10 %.4f vs best source %s %.4f (bootstrap diff %.4f [%.4f, %.4f])",
              p, result["methods"][p]["ndcg@10"], b, result["methods"][b]["ndcg@10"],

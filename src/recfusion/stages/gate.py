@@ -1,10 +1,11 @@
 """Stage `gate`: decide whether the newly registered candidate may replace production.
 
-Reads reports/register.json and the workspace's prepared data. In the same run, the candidate
-and the current `production` version are both downloaded from the registry and asked for the
-test users' top lists (knowing users by train + validation), so both are scored on the same test
-data; the candidate is also loaded and timed in a fresh process. `registry.gate` in params.yaml
-holds the policy; recfusion.registry.gate.decide makes the decision.
+Reads reports/register.json, the workspace's prepared data and, from the registry, the
+candidate and the current `production` version (the candidate is also loaded and timed in a
+fresh process). `run` asks both for the test users' top lists (knowing users by train +
+validation), so both are scored on the same test data, and decides: `registry.gate` in
+params.yaml holds the policy; recfusion.registry.gate.decide makes the decision. `write_outputs`
+carries it out.
 
 Pass: alias `staging` (and `production` when gate.auto_promote is production). Fail: status
 rejected. Either way every check is written as version tags, reports/gate.md (also logged to
@@ -18,6 +19,7 @@ import logging
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,23 +27,47 @@ import mlflow
 import numpy as np
 from mlflow import MlflowClient
 
-from recfusion.config import Config
+from recfusion.config import Config, RegistryConfig
 from recfusion.data.io import read_json, write_json
-from recfusion.evaluation.metrics import paired_bootstrap
-from recfusion.evaluation.packaged import Scores, TestSet, build_test_set, score_recommender
+from recfusion.metrics.ranking import paired_bootstrap
 from recfusion.models.dataset import build_model_data, read_prepared
 from recfusion.paths import PREPARED_DIR, REPORTS_DIR
-from recfusion.registry.gate import Check, Decision, GatePolicy, decide
+from recfusion.registry.gate import Check, Decision, GatePolicy, Infra, decide
 from recfusion.registry.moves import holder, promote, reject
 from recfusion.registry.tracking import TrackingUnavailable, connect, metric_name
 from recfusion.serving.probe import probe
 from recfusion.serving.pyfunc import local_workspace
 from recfusion.serving.recommender import Recommender
+from recfusion.serving.scoring import Scores, TestSet, build_test_set, score_recommender
 from recfusion.stages.entry import guarded, stage_config, stops_on
 
 log = logging.getLogger(__name__)
+ROOT = Path(".")  # the workspace: the project root
 EVAL_HISTORY = ("train", "val")
 PROBE_UNKNOWN_USER = "gate-probe-unknown-user"
+
+
+@dataclass(frozen=True)
+class GateInputs:
+    registered: dict[str, Any]  # reports/register.json: run id, model name, version, URIs
+    test: TestSet  # the test users, their positives, slices and long-tail items
+    infra: Infra  # the candidate loaded, asked and timed in a fresh process
+    candidate: Recommender  # the registered candidate, knowing users by EVAL_HISTORY
+    champion_version: str | None  # the version @production (None: the first model)
+    champion: Recommender | None  # it, loaded alike (None: no champion, or it failed to load)
+    champion_error: str | None = None  # why the champion could not be loaded
+
+
+@dataclass(frozen=True)
+class GateResult:
+    registry: RegistryConfig  # where the decision is carried out
+    run_id: str  # the candidate's MLflow run (gets gate.md and the champion's metrics)
+    version: str  # the candidate's version
+    decision: Decision
+    outcome: str  # where the version ends: "rejected", "staging" or "production"
+    report: str  # reports/gate.md
+    production_metrics: dict[str, float]  # the champion re-scored (empty without one)
+    summary: dict[str, Any]  # reports/gate.json
 
 
 def policy_of(cfg: Config) -> GatePolicy:
@@ -67,12 +93,6 @@ def drop_intervals(cand: Scores, champ: Scores, metrics: set[str], samples: int,
     return out
 
 
-def score_version(uri: str, test: TestSet, ks: list[int], tmp: Path) -> Scores:
-    """Downloads a registered recommender and scores it on `test`."""
-    recommender = Recommender.load(local_workspace(uri, tmp), EVAL_HISTORY)
-    return score_recommender(recommender, test, ks)
-
-
 def gate_report(name: str, version: str, champion: str | None, decision: Decision,
                 cand: Scores, champ: Scores | None) -> str:  # fmt: skip
     """The Markdown gate report: the outcome, every check, the metrics side by side."""
@@ -89,78 +109,135 @@ def gate_report(name: str, version: str, champion: str | None, decision: Decisio
     return "\n".join(lines) + "\n"
 
 
-def carry_out(client: MlflowClient, cfg: Config, version: str, decision: Decision) -> str:
-    """Tags every check on the version and moves aliases; returns where the version ended."""
-    name, uri = cfg.registry.model_name, cfg.registry.tracking_uri
+def destination(decision: Decision, auto_promote: str) -> str:
+    """Where a version goes: rejected, or staging (and production when auto_promote says so)."""
+    if not decision.passed:
+        return "rejected"
+    return "production" if auto_promote == "production" else "staging"
+
+
+def carry_out(client: MlflowClient, rc: RegistryConfig, version: str, decision: Decision,
+              outcome: str) -> None:  # fmt: skip
+    """Tags every check on the version and moves its aliases to `outcome` (`destination`)."""
+    name, uri = rc.model_name, rc.tracking_uri
     client.set_model_version_tag(name, version, "gate.passed", str(decision.passed).lower())
     for i, c in enumerate(decision.checks):
         client.set_model_version_tag(name, version, f"gate.check.{i:02d}",
                                      f"{'pass' if c.passed else 'FAIL'} {c.name}: {c.detail}"[:4900])  # fmt: skip
-    if not decision.passed:
+    if outcome == "rejected":
         reject(client, name, version, "; ".join(decision.reasons))
-        return "rejected"
+        return
     promote(client, name, version, "staging", "passed the gate", uri)
-    if cfg.registry.gate.auto_promote == "production":
+    if outcome == "production":
         promote(client, name, version, "production", "passed the gate; auto_promote", uri)
-        return "production"
-    return "staging"
 
 
-def run(cfg: Config, root: Path) -> dict[str, Any]:
+def load_version(uri: str, tmp: Path) -> Recommender:
+    """Downloads a registered recommender into `tmp` and assembles it knowing users by
+    EVAL_HISTORY (to score the test split)."""
+    return Recommender.load(local_workspace(uri, tmp), EVAL_HISTORY)
+
+
+def read_inputs(cfg: Config, tmp: Path, root: Path = ROOT) -> GateInputs:
+    """The registered candidate and the production version, downloaded into `tmp` (which must
+    outlive `run`), the test set of `root`'s prepared data, and the fresh-process check.
+
+    Raises:
+        TrackingUnavailable: the tracking store cannot be reached.
+    """
     reg = read_json(root / REPORTS_DIR / "register.json")
     rc, g = cfg.registry, cfg.registry.gate
     client = connect(rc.tracking_uri)
     mlflow.set_tracking_uri(rc.tracking_uri)
     mlflow.set_registry_uri(rc.tracking_uri)
-    name, version = reg["model_name"], str(reg["version"])
-    champion = holder(client, name, "production")
+    name = reg["model_name"]
+    champion_version = holder(client, name, "production")
     prepared = read_prepared(root / PREPARED_DIR)
     test = build_test_set(prepared, build_model_data(prepared, cfg.train), cfg.evaluate.head_share)
-    ks = sorted(cfg.evaluate.ks)
     env = {**os.environ, "MLFLOW_TRACKING_URI": rc.tracking_uri}
     sample = [*test.user_ids[: max(1, g.sample_requests - 1)].tolist(), PROBE_UNKNOWN_USER]
     infra = probe(reg["registered_uri"], sample, g.sample_requests, env)
     log.info("gate: fresh-process check loads=%s answers=%s p95 %.1f ms", infra.loads,
              infra.answers, infra.latency_ms)  # fmt: skip
-    with tempfile.TemporaryDirectory() as tmp:
-        cand = score_version(reg["registered_uri"], test, ks, Path(tmp) / "candidate")
-        champ, champ_error = None, None
-        if champion is not None:
-            try:
-                champ = score_version(f"models:/{name}@production", test, ks, Path(tmp) / "prod")
-            except (OSError, ValueError) as e:
-                champ_error = f"production version {champion} could not be re-scored: {e}"
+    candidate = load_version(reg["registered_uri"], tmp / "candidate")
+    champion, champion_error = None, None
+    if champion_version is not None:
+        try:
+            champion = load_version(f"models:/{name}@production", tmp / "prod")
+        except (OSError, ValueError) as e:
+            champion_error = f"production version {champion_version} could not be re-scored: {e}"
+    return GateInputs(reg, test, infra, candidate, champion_version, champion, champion_error)
+
+
+def run(cfg: Config, inputs: GateInputs) -> GateResult:
+    """Scores the candidate and the champion on the same test users and decides."""
+    g = cfg.registry.gate
+    reg = inputs.registered
+    name, version = reg["model_name"], str(reg["version"])
+    ks = sorted(cfg.evaluate.ks)
+    cand = score_recommender(inputs.candidate, inputs.test, ks)
+    champ, champ_error = None, inputs.champion_error
+    if inputs.champion is not None:
+        try:
+            champ = score_recommender(inputs.champion, inputs.test, ks)
+        except (OSError, ValueError) as e:
+            champ_error = (f"production version {inputs.champion_version} could not be "
+                           f"re-scored: {e}")  # fmt: skip
     checked = {g.metric, *g.max_drop}  # the gain's metric and the metrics with a drop limit
     intervals = ({} if champ is None else
                  drop_intervals(cand, champ, checked, g.bootstrap_samples, cfg.seed))  # fmt: skip
     gain = intervals.get(g.metric)
     decision = decide(cand.overall, None if champ is None else champ.overall, policy_of(cfg),
-                      infra, cand.slices, None if champ is None else champ.slices, gain,
+                      inputs.infra, cand.slices, None if champ is None else champ.slices, gain,
                       intervals)  # fmt: skip
     if champ_error:
         decision = Decision(False, [*decision.checks, Check("champion re-scored", False,
                                                             champ_error)])  # fmt: skip
-    outcome = carry_out(client, cfg, version, decision)
-    report = gate_report(name, version, champion, decision, cand, champ)
-    (root / REPORTS_DIR / "gate.md").write_text(report, encoding="utf-8")
-    client.log_artifact(reg["run_id"], str(root / REPORTS_DIR / "gate.md"), "reports")
-    for key, value in (champ.overall if champ else {}).items():
-        client.log_metric(reg["run_id"], f"production.{metric_name(key)}", value)
-    log.info("gate: version %s %s%s", version, outcome,
-             "" if decision.passed else " — " + "; ".join(decision.reasons))  # fmt: skip
-    return {"version": version, "champion": champion, "passed": decision.passed,
-            "outcome": outcome, "reasons": decision.reasons,
-            "candidate": cand.overall, "production": champ.overall if champ else None,
-            "gain_interval": list(gain) if gain else None,
-            "drop_intervals": {name: list(v) for name, v in intervals.items()},
-            "infra": {"loads": infra.loads, "answers": infra.answers,
-                      "latency_p95_ms": infra.latency_ms if infra.answers else None, "error": infra.error}}  # fmt: skip
+    outcome = destination(decision, g.auto_promote)
+    infra = inputs.infra
+    summary = {"version": version, "champion": inputs.champion_version,
+               "passed": decision.passed, "outcome": outcome, "reasons": decision.reasons,
+               "candidate": cand.overall, "production": champ.overall if champ else None,
+               "gain_interval": list(gain) if gain else None,
+               "drop_intervals": {name: list(v) for name, v in intervals.items()},
+               "infra": {"loads": infra.loads, "answers": infra.answers,
+                         "latency_p95_ms": infra.latency_ms if infra.answers else None,
+                         "error": infra.error}}  # fmt: skip
+    report = gate_report(name, version, inputs.champion_version, decision, cand, champ)
+    return GateResult(cfg.registry, reg["run_id"], version, decision, outcome, report,
+                      champ.overall if champ else {}, summary)  # fmt: skip
+
+
+def write_outputs(result: GateResult, root: Path = ROOT) -> None:
+    """Carries the decision out (version tags, aliases or status rejected), writes
+    reports/gate.md (also logged to the candidate's run, with the champion's metrics) and
+    reports/gate.json.
+
+    Raises:
+        TrackingUnavailable: the tracking store cannot be reached.
+    """
+    rc = result.registry
+    client = connect(rc.tracking_uri)
+    carry_out(client, rc, result.version, result.decision, result.outcome)
+    report = root / REPORTS_DIR / "gate.md"
+    report.write_text(result.report, encoding="utf-8")
+    client.log_artifact(result.run_id, str(report), "reports")
+    for key, value in result.production_metrics.items():
+        client.log_metric(result.run_id, f"production.{metric_name(key)}", value)
+    write_json(result.summary, root / REPORTS_DIR / "gate.json")
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg = stage_config(__doc__, argv)
-    with stops_on(TrackingUnavailable, "no alias was moved, retry when it is back"):
-        write_json(run(cfg, Path(".")), REPORTS_DIR / "gate.json")
+    with (
+        stops_on(TrackingUnavailable, "no alias was moved, retry when it is back"),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        result = run(cfg, read_inputs(cfg, Path(tmp)))
+        write_outputs(result)
+    d = result.decision
+    log.info("gate: version %s %s%s", result.version, result.outcome,
+             "" if d.passed else " — " + "; ".join(d.reasons))  # fmt: skip
     return 0
 
 

@@ -1,7 +1,9 @@
 """Stage `ingest`: the configured source writes the canonical tables to data/raw/ (Parquet).
 
-Outputs: data/raw/{users,items,events,queries}.parquet and data/raw/source.json (which source,
-its parameters and the row counts), the record later stages and lineage tags read.
+Reads the configured source (`ingest.source`): the synthetic generator, or MovieLens or the
+user's files under data/external/. Writes data/raw/{users,items,events,queries}.parquet and
+data/raw/source.json (which source, its parameters and the row counts), the record later stages
+and lineage tags read.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -23,13 +26,25 @@ from recfusion.stages.entry import guarded, stage_config
 log = logging.getLogger(__name__)
 
 
-def run(cfg: Config, progress: bool = True) -> tuple[dict[str, pd.DataFrame], dict]:
-    """Loads the configured source.
+@dataclass(frozen=True)
+class Ingested:
+    tables: dict[str, pd.DataFrame]  # the canonical tables
+    info: dict  # the source: name, parameters, seed, row counts
 
-    Returns:
-        The canonical tables and a description of the source (name, parameters, row counts).
+
+def read_inputs(cfg: Config, progress: bool = True) -> dict[str, pd.DataFrame]:
+    """The canonical tables of the configured source (files under data/external/, or the
+    seeded generator).
+
+    Raises:
+        DataFileError: a source file is missing or malformed.
     """
-    tables = load_source(cfg.ingest, cfg.seed, progress=progress)
+    return load_source(cfg.ingest, cfg.seed, progress=progress)
+
+
+def run(cfg: Config, tables: dict[str, pd.DataFrame]) -> Ingested:
+    """The tables as they are, with a description of the source (name, parameters, row
+    counts)."""
     source_params = dataclasses.asdict(getattr(cfg.ingest, cfg.ingest.source))
     info = {
         "source": cfg.ingest.source,
@@ -37,21 +52,22 @@ def run(cfg: Config, progress: bool = True) -> tuple[dict[str, pd.DataFrame], di
         "seed": cfg.seed,
         "rows": {name: len(tables[name]) for name in TABLES},
     }
-    return tables, info
+    return Ingested(tables, info)
 
 
-def write_outputs(tables: dict[str, pd.DataFrame], info: dict, out_dir: Path = RAW_DIR) -> None:
+def write_outputs(ingested: Ingested, out_dir: Path = RAW_DIR) -> None:
     """Writes each table as Parquet and the source description as JSON."""
     for name in TABLES:
-        write_table(tables[name], out_dir / f"{name}.parquet")
-    write_json(info, out_dir / "source.json")
+        write_table(ingested.tables[name], out_dir / f"{name}.parquet")
+    write_json(ingested.info, out_dir / "source.json")
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg = stage_config(__doc__, argv)
-    tables, info = run(cfg, progress=sys.stderr.isatty() or cfg.ingest.source == "synthetic")
-    write_outputs(tables, info)
-    log.info("ingest: wrote %s to %s", info["rows"], RAW_DIR)
+    progress = sys.stderr.isatty() or cfg.ingest.source == "synthetic"
+    ingested = run(cfg, read_inputs(cfg, progress))
+    write_outputs(ingested)
+    log.info("ingest: wrote %s to %s", ingested.info["rows"], RAW_DIR)
     return 0
 
 

@@ -22,10 +22,16 @@ import pandas as pd
 from recfusion.config import Config
 from recfusion.data.io import read_table, write_json, write_table
 from recfusion.data.schema import SPLITS, TABLES
-from recfusion.features.clean import Ledger, clean_events, clean_items, clean_queries, clean_users
-from recfusion.features.split import mark_cold, split_events, split_queries
-from recfusion.features.vocab import add_item_features, add_user_features, build_vocabularies
 from recfusion.paths import PREPARED_DIR, REPORTS_DIR, VALIDATED_DIR
+from recfusion.preparation.clean import (
+    Ledger,
+    clean_events,
+    clean_items,
+    clean_queries,
+    clean_users,
+)
+from recfusion.preparation.split import mark_cold, split_events, split_queries
+from recfusion.preparation.vocab import add_item_features, add_user_features, build_vocabularies
 from recfusion.stages.entry import guarded, stage_config
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,9 @@ Docs zipped, the evaluation report and plots, the model card); the pyfunc model 
 its signature and an input example, then registered with tag status=candidate.
 Writes reports/register.json (run id, model version, URIs) and reports/model_card.md.
 
-The tracking store is checked before anything is logged; a failure after the version was
-created deletes that version again, so a retry starts clean.
+`run` decides what to log (params, metrics, tags, the model card, the input example);
+`write_outputs` logs it. The tracking store is checked before anything is logged or written; a
+failure after the version was created deletes that version again, so a retry starts clean.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 
-from recfusion.config import Config
+from recfusion.config import Config, RegistryConfig
 from recfusion.data.io import read_json, write_json
 from recfusion.paths import PREPARED_DIR, REPORTS_DIR, VALIDATION_REPORTS
 from recfusion.registry.moves import mark_candidate
@@ -41,20 +43,41 @@ from recfusion.serving.pyfunc import log_recommender, snapshot_workspace
 from recfusion.stages.entry import guarded, stage_config, stops_on
 
 log = logging.getLogger(__name__)
+ROOT = Path(".")  # the workspace: the project root
 ARTIFACTS_DIR = Path("mlartifacts")  # run artifacts of a SQLite store, next to mlflow.db
 NEW_USER = "new-user-example"  # an id no model knows: shows the cold-start answer
 EXAMPLE_QUERY = "waterproof boots"  # a search row in the input example
 
 
-def experiment_id(client: MlflowClient, cfg: Config, root: Path) -> str:
+@dataclass(frozen=True)
+class RegisterInputs:
+    report: dict[str, Any]  # reports/metrics.json
+    lineage: dict[str, str]  # git, dvc.lock hashes, data source and version, GX result, flow run
+    known_users: list[str]  # a user the model knows, for the input example
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What to log: one MLflow run, and the model registered from it."""
+
+    registry: RegistryConfig  # where to log and register
+    run_name: str
+    params: dict[str, str]  # every configuration key, flattened
+    metrics: dict[str, float]  # the evaluation's metrics, flattened
+    tags: dict[str, str]  # the run's and the version's tags (lineage)
+    model_card: str  # reports/model_card.md
+    input_example: pd.DataFrame  # logged with the model; MLflow runs it through the model
+
+
+def experiment_id(client: MlflowClient, rc: RegistryConfig, root: Path) -> str:
     """The pipeline's experiment, created on first use (artifacts beside a SQLite store)."""
-    found = client.get_experiment_by_name(cfg.registry.experiment)
+    found = client.get_experiment_by_name(rc.experiment)
     if found is not None:
         return str(found.experiment_id)
     location = None
-    if cfg.registry.tracking_uri.startswith("sqlite:///"):
+    if rc.tracking_uri.startswith("sqlite:///"):
         location = (root / ARTIFACTS_DIR).resolve().as_uri()
-    return str(client.create_experiment(cfg.registry.experiment, artifact_location=location))
+    return str(client.create_experiment(rc.experiment, artifact_location=location))
 
 
 def search_lines(search: dict[str, Any]) -> str:
@@ -103,37 +126,60 @@ NDCG@10 against the best single source ({report["best_source"]}): mean differenc
 """
 
 
-def input_example(root: Path) -> pd.DataFrame:
-    users = pd.read_parquet(root / PREPARED_DIR / "users.parquet", columns=["user_id"])
-    known = users["user_id"].astype(str).head(1).tolist()
+def input_example(known_users: list[str]) -> pd.DataFrame:
+    """A recommendation for a known user, one for an unknown user, a search."""
     # every row has every column: MLflow's schema check refuses a column missing in some rows
-    return pd.DataFrame({"user_id": [*known, NEW_USER, *known], "k": [5, 3, 5],
+    return pd.DataFrame({"user_id": [*known_users, NEW_USER, *known_users], "k": [5, 3, 5],
                          "query": ["", "", EXAMPLE_QUERY], "exclude": [[], [], []]})  # fmt: skip
 
 
-def run(cfg: Config, root: Path) -> dict[str, Any]:
-    """Logs the run and registers the model; returns what reports/register.json records."""
-    rc = cfg.registry
+def read_inputs(cfg: Config, root: Path = ROOT) -> RegisterInputs:
+    """The evaluation's report, the lineage of the workspace `root` and a known user."""
+    report = read_json(root / REPORTS_DIR / "metrics.json")
+    summary = root / VALIDATION_REPORTS / "raw" / "summary.json"
+    lineage = lineage_tags(root, cfg, read_json(summary) if summary.is_file() else None)
+    users = pd.read_parquet(root / PREPARED_DIR / "users.parquet", columns=["user_id"])
+    return RegisterInputs(report, lineage, users["user_id"].astype(str).head(1).tolist())
+
+
+def run(cfg: Config, inputs: RegisterInputs) -> Registration:
+    """What to log: params, metrics, tags, the model card and the input example."""
+    tags = inputs.lineage
+    return Registration(
+        registry=cfg.registry,
+        run_name=f"pipeline {tags['git.commit'][:8]}",
+        params=flat_params(cfg),
+        metrics=run_metrics(inputs.report),
+        tags=tags,
+        model_card=model_card(cfg, inputs.report, tags),
+        input_example=input_example(inputs.known_users),
+    )
+
+
+def write_outputs(registration: Registration, root: Path = ROOT) -> dict[str, Any]:
+    """Logs the run and registers the model (alias `candidate`); writes reports/model_card.md
+    and reports/register.json, and returns what the latter records.
+
+    Raises:
+        TrackingUnavailable: the tracking store cannot be reached (nothing was written).
+    """
+    rc = registration.registry
     client = connect(rc.tracking_uri)
     mlflow.set_tracking_uri(rc.tracking_uri)
     mlflow.set_registry_uri(rc.tracking_uri)
-    report = read_json(root / REPORTS_DIR / "metrics.json")
-    summary = root / VALIDATION_REPORTS / "raw" / "summary.json"
-    tags = lineage_tags(root, cfg, read_json(summary) if summary.is_file() else None)
     card = root / REPORTS_DIR / "model_card.md"
-    card.write_text(model_card(cfg, report, tags), encoding="utf-8")
-    exp = experiment_id(client, cfg, root)
+    card.write_text(registration.model_card, encoding="utf-8")
+    exp = experiment_id(client, rc, root)
+    tags = registration.tags
     version = None
     with (
         tempfile.TemporaryDirectory() as tmp,
-        mlflow.start_run(
-            experiment_id=exp, run_name=f"pipeline {tags['git.commit'][:8]}", tags=tags
-        ) as active,
+        mlflow.start_run(experiment_id=exp, run_name=registration.run_name, tags=tags) as active,
     ):
         run_id = active.info.run_id
         try:
-            mlflow.log_params(flat_params(cfg))
-            mlflow.log_metrics(run_metrics(report))
+            mlflow.log_params(registration.params)
+            mlflow.log_metrics(registration.metrics)
             for name in ("evaluation.html", "metrics.json", "model_card.md"):
                 mlflow.log_artifact(str(root / REPORTS_DIR / name), "reports")
             mlflow.log_artifacts(str(root / REPORTS_DIR / "plots"), "reports/plots")
@@ -141,7 +187,7 @@ def run(cfg: Config, root: Path) -> dict[str, Any]:
                                        root / VALIDATION_REPORTS)  # fmt: skip
             mlflow.log_artifact(docs, "reports")
             workspace = snapshot_workspace(root, Path(tmp) / "workspace")
-            info = log_recommender(workspace, input_example(root))
+            info = log_recommender(workspace, registration.input_example)
             mv = mlflow.register_model(info.model_uri, rc.model_name, tags=tags)
             version = str(mv.version)
             mark_candidate(client, rc.model_name, version, rc.tracking_uri)
@@ -149,16 +195,20 @@ def run(cfg: Config, root: Path) -> dict[str, Any]:
             if version is not None:  # no half-registered version: a retry starts clean
                 client.delete_model_version(rc.model_name, version)
             raise
-    log.info("register: run %s, %s version %s @candidate", run_id, rc.model_name, version)
-    return {"tracking_uri": rc.tracking_uri, "experiment_id": exp, "run_id": run_id,
-            "model_name": rc.model_name, "version": version, "model_uri": info.model_uri,
-            "registered_uri": f"models:/{rc.model_name}/{version}"}  # fmt: skip
+    record = {"tracking_uri": rc.tracking_uri, "experiment_id": exp, "run_id": run_id,
+              "model_name": rc.model_name, "version": version, "model_uri": info.model_uri,
+              "registered_uri": f"models:/{rc.model_name}/{version}"}  # fmt: skip
+    write_json(record, root / REPORTS_DIR / "register.json")
+    return record
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg = stage_config(__doc__, argv)
+    registration = run(cfg, read_inputs(cfg))
     with stops_on(TrackingUnavailable, "nothing was registered, retry when it is back"):
-        write_json(run(cfg, Path(".")), REPORTS_DIR / "register.json")
+        record = write_outputs(registration)
+    log.info("register: run %s, %s version %s @candidate", record["run_id"],
+             record["model_name"], record["version"])  # fmt: skip
     return 0
 
 

@@ -1,32 +1,34 @@
 """Stage `train_ranking`: the DCN-v2 multi-task ranking model (TFRS).
 
-Reads data/prepared/ and models/retrieval/ (for hard negatives); writes models/ranking/
-(weights/ checkpoint and meta.json: heads, sizes, settings, decision thresholds) and
-reports/ranking.json (DVC metrics: per head on the test split AUC, log loss, accuracy,
-precision, recall and F1 at the threshold that maximised validation F1, calibration; RMSE and
-MAE for ratings). Keras BackupAndRestore state in .recfusion/checkpoints/train_ranking/ lets an
-interrupted run resume.
+Reads data/prepared/ and models/retrieval/ (meta.json for the embedding size; the user tower and
+item embeddings for hard negatives); writes models/ranking/ (weights/ checkpoint and meta.json:
+heads, sizes, settings, decision thresholds) and reports/ranking.json (DVC metrics: per head on
+the test split AUC, log loss, accuracy, precision, recall and F1 at the threshold that maximised
+validation F1, calibration; RMSE and MAE for ratings). Keras BackupAndRestore state in
+.recfusion/checkpoints/train_ranking/ lets an interrupted run resume (the one folder `run`
+writes); `write_outputs` removes it once the model is saved.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import shutil
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from recfusion.config import Config
+from recfusion.config import Config, RankingConfig
 from recfusion.data.io import read_json, write_json
-from recfusion.evaluation.classification import best_f1_threshold, binary_report
-from recfusion.evaluation.metrics import top_k
-from recfusion.models.dataset import ModelData, build_model_data, read_prepared
+from recfusion.metrics.classification import best_f1_threshold, binary_report
+from recfusion.metrics.ranking import top_k
+from recfusion.models.dataset import ModelData, PreparedData, build_model_data, read_prepared
 from recfusion.models.devices import plan_devices
 from recfusion.models.export import load_user_encoder
-from recfusion.models.features import user_inputs
-from recfusion.models.ranking import RankingModel, fit_ranking, predict
+from recfusion.models.inputs import user_inputs
+from recfusion.models.ranking import RankingModel, fit_ranking, predict, save_ranking_model
 from recfusion.models.ranking_data import (
     RankingExamples,
     example_histories,
@@ -36,7 +38,6 @@ from recfusion.models.ranking_data import (
     with_negatives,
 )
 from recfusion.models.retrieval import tower_sizes
-from recfusion.models.tf_setup import tf
 from recfusion.models.towers import TowerSizes
 from recfusion.paths import (
     CHECKPOINTS_DIR,
@@ -45,19 +46,52 @@ from recfusion.paths import (
     REPORTS_DIR,
     RETRIEVAL_DIR,
 )
-from recfusion.stages.entry import guarded, stage_config
-from recfusion.stages.train_retrieval import fingerprint
+from recfusion.stages.entry import fingerprint, guarded, stage_config
 
 log = logging.getLogger(__name__)
-OUT = RANKING_DIR
-RETRIEVAL = RETRIEVAL_DIR
 
 
-def retrieval_top_k(retrieval_dir: Path, data: ModelData, rows: np.ndarray, k: int,
-                    exclude: dict[int, np.ndarray]) -> dict[int, np.ndarray]:  # fmt: skip
+@dataclass(frozen=True)
+class RankingInputs:
+    prepared: PreparedData  # the prepared splits (impressions and their sessions)
+    data: ModelData  # the same as the models see it
+    retrieval_dim: int  # the retrieval model's embedding size (the towers' sizes)
+    encode: Callable[[dict], np.ndarray] | None  # the retrieval user tower (hard negatives)
+    item_embeddings: np.ndarray | None  # [n_items, dim] the retrieval item embeddings
+    backup: Path  # Keras BackupAndRestore state of this data and configuration
+
+
+@dataclass(frozen=True)
+class TrainedRanking:
+    model: RankingModel
+    heads: tuple[str, ...]
+    sizes: TowerSizes
+    settings: RankingConfig  # train.ranking, recorded beside the weights
+    history_len: int  # train.history_len, the user inputs' history length
+    report: dict  # reports/ranking.json
+    backup: Path  # the resume state, removed once the model is saved
+
+
+def read_inputs(cfg: Config, prepared_dir: Path = PREPARED_DIR,
+                retrieval_dir: Path = RETRIEVAL_DIR,
+                checkpoints_dir: Path = CHECKPOINTS_DIR) -> RankingInputs:  # fmt: skip
+    """The prepared data; the retrieval model's size, and its user tower and item embeddings
+    when `train.ranking.hard_negatives` asks for hard negatives."""
+    prepared = read_prepared(prepared_dir)
+    data = build_model_data(prepared, cfg.train)
+    encode, items = None, None
+    if cfg.train.ranking.hard_negatives:
+        encode = load_user_encoder(retrieval_dir / "user_tower")
+        items = np.load(retrieval_dir / "item_embeddings.npy")
+    backup = checkpoints_dir / "train_ranking" / fingerprint(cfg, prepared_dir)
+    dim = int(read_json(retrieval_dir / "meta.json")["sizes"]["dim"])
+    return RankingInputs(prepared, data, dim, encode, items, backup)
+
+
+def retrieval_top_k(encode: Callable[[dict], np.ndarray], items: np.ndarray, data: ModelData,
+                    rows: np.ndarray, k: int, exclude: dict[int, np.ndarray],
+                    ) -> dict[int, np.ndarray]:  # fmt: skip
     """user row -> the retrieval model's top-k catalogue positions, excluding `exclude`."""
-    encode = load_user_encoder(retrieval_dir / "user_tower")
-    items = np.load(retrieval_dir / "item_embeddings.npy")
     queries = encode(user_inputs(data.users, rows, data.history(["train"])[rows]))
     empty = np.array([], dtype=np.int64)
     out: dict[int, np.ndarray] = {}
@@ -117,49 +151,55 @@ def build_examples(cfg: Config, data: ModelData, prepared, hard, rng):
     return heads, sets
 
 
-def save(model: RankingModel, heads: tuple[str, ...], sizes: TowerSizes, cfg: Config,
-         report: dict, out: Path = OUT) -> None:  # fmt: skip
-    """models/ranking: weights and meta.json (what load_ranking_model needs)."""
-    if out.exists():
-        shutil.rmtree(out)
-    tf.train.Checkpoint(model=model).write(str(out / "weights" / "ranking"))
-    write_json({"heads": list(heads), "sizes": dataclasses.asdict(sizes),
-                "ranking": dataclasses.asdict(cfg.train.ranking),
-                "history_len": cfg.train.history_len,
-                "thresholds": {h: r.get("threshold") for h, r in report.items()}},
-               out / "meta.json")  # fmt: skip
+def run(cfg: Config, inputs: RankingInputs) -> TrainedRanking:
+    """Builds the examples (with hard negatives from the retrieval model when asked), trains
+    the ranking model and tests each head at its validation threshold."""
+    rc = cfg.train.ranking
+    plan = plan_devices(cfg.train.device)
+    prepared, data = inputs.prepared, inputs.data
+    rng = np.random.default_rng(cfg.seed)
+    hard = None
+    if rc.hard_negatives:
+        if inputs.encode is None or inputs.item_embeddings is None:
+            raise ValueError("train.ranking.hard_negatives needs the retrieval model's user "
+                             "tower and item embeddings in the inputs")  # fmt: skip
+        train_touched = touched_items(prepared.splits["train"], data)
+        rows = np.array(sorted(train_touched), dtype=np.int64)
+        hard = retrieval_top_k(inputs.encode, inputs.item_embeddings, data, rows,
+                               rc.hard_negative_k, train_touched)  # fmt: skip
+    heads, sets = build_examples(cfg, data, prepared, hard, rng)
+    sizes = tower_sizes(data, inputs.retrieval_dim)
+    fitted = fit_ranking(data, sizes, heads, sets["train"], sets["val"], rc, cfg.seed,
+                         inputs.backup, plan)  # fmt: skip
+    heads_report = head_reports(fitted.model, heads, sets["val"], sets["test"], data)
+    report = {"heads": heads_report, "train_seconds": round(fitted.seconds, 1),
+              "examples": {s: len(e[0]) for s, e in sets.items()},
+              "hard_negatives": bool(hard), "devices": plan.describe(),
+              "epochs": fitted.history}  # fmt: skip
+    return TrainedRanking(fitted.model, heads, sizes, rc, cfg.train.history_len, report,
+                          inputs.backup)  # fmt: skip
+
+
+def write_outputs(trained: TrainedRanking, out_dir: Path = RANKING_DIR,
+                  reports_dir: Path = REPORTS_DIR) -> None:  # fmt: skip
+    """models/ranking (`models.ranking.save_ranking_model`) and reports/ranking.json; then the
+    resume state goes."""
+    thresholds = {h: r.get("threshold") for h, r in trained.report["heads"].items()}
+    save_ranking_model(trained.model, trained.heads, trained.sizes, trained.settings,
+                       trained.history_len, thresholds, out_dir)  # fmt: skip
+    write_json(trained.report, reports_dir / "ranking.json")
+    shutil.rmtree(trained.backup, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg = stage_config(__doc__, argv)
-    rc = cfg.train.ranking
-    plan = plan_devices(cfg.train.device)
-    prepared = read_prepared(PREPARED_DIR)
-    data = build_model_data(prepared, cfg.train)
-    rng = np.random.default_rng(cfg.seed)
-    hard = None
-    if rc.hard_negatives:
-        train_touched = touched_items(prepared.splits["train"], data)
-        rows = np.array(sorted(train_touched), dtype=np.int64)
-        hard = retrieval_top_k(RETRIEVAL, data, rows, rc.hard_negative_k, train_touched)
-    heads, sets = build_examples(cfg, data, prepared, hard, rng)
-    backup = CHECKPOINTS_DIR / "train_ranking" / fingerprint(cfg, PREPARED_DIR)
-    meta = read_json(RETRIEVAL / "meta.json")
-    sizes = tower_sizes(data, meta["sizes"]["dim"])
-    fitted = fit_ranking(data, sizes, heads, sets["train"], sets["val"], rc, cfg.seed, backup,
-                         plan)  # fmt: skip
-    report = head_reports(fitted.model, heads, sets["val"], sets["test"], data)
-    save(fitted.model, heads, sizes, cfg, report)
-    write_json({"heads": report, "train_seconds": round(fitted.seconds, 1),
-                "examples": {s: len(e[0]) for s, e in sets.items()},
-                "hard_negatives": bool(hard), "devices": plan.describe(),
-                "epochs": fitted.history}, REPORTS_DIR / "ranking.json")  # fmt: skip
-    shutil.rmtree(backup, ignore_errors=True)
+    trained = run(cfg, read_inputs(cfg))
+    write_outputs(trained)
     log.info(
         "train_ranking: %s",
         {
             h: {k: round(v, 4) for k, v in r.items() if k in ("auc", "f1", "rmse")}
-            for h, r in report.items()
+            for h, r in trained.report["heads"].items()
         },
     )
     return 0

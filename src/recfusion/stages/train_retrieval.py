@@ -10,17 +10,17 @@ and reports/retrieval.json (DVC metrics: validation selection, test metrics over
 cold-start users and items, each beside popularity, devices and training time).
 
 Per-epoch checkpoints live in .recfusion/checkpoints/train_retrieval/<fingerprint>/, outside
-DVC's outputs, so an interrupted run resumes; they are removed when training completes.
+DVC's outputs, so an interrupted run resumes (the one folder `run` writes); `write_outputs`
+removes them once the model is saved.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,81 +29,84 @@ from recfusion.config import Config
 from recfusion.data.io import write_json
 from recfusion.models.dataset import ModelData, build_model_data, read_prepared
 from recfusion.models.devices import plan_devices
-from recfusion.models.export import (
-    choose_index,
-    save_brute_force,
-    save_faiss,
-    save_user_tower,
-)
+from recfusion.models.export import choose_index, save_retrieval
 from recfusion.models.retrieval import FittedRetrieval, fit_retrieval, holdout_report, tower_sizes
-from recfusion.models.tf_setup import tf
 from recfusion.paths import CHECKPOINTS_DIR, PREPARED_DIR, REPORTS_DIR, RETRIEVAL_DIR
-from recfusion.stages.entry import guarded, stage_config
+from recfusion.stages.entry import fingerprint, guarded, stage_config
 
 log = logging.getLogger(__name__)
-OUT = RETRIEVAL_DIR
 KS = (10, 50)
 
 
-def fingerprint(cfg: Config, prepared_dir: Path) -> str:
-    """A short hash of what training depends on, naming its checkpoint folder."""
-    h = hashlib.sha256(json.dumps([cfg.seed, dataclasses.asdict(cfg.train)]).encode())
-    for name in ("train.parquet", "val.parquet", "items.parquet", "users.parquet"):
-        path = prepared_dir / name
-        if path.is_file():
-            h.update(path.read_bytes())
-    return h.hexdigest()[:16]
+@dataclass(frozen=True)
+class RetrievalInputs:
+    data: ModelData  # the prepared data as the models see it
+    checkpoints: Path  # per-epoch resume state of this data and configuration
 
 
-def write_outputs(fitted: FittedRetrieval, data: ModelData, cfg: Config, report: dict,
-                  devices: dict, out: Path = OUT) -> None:  # fmt: skip
+@dataclass(frozen=True)
+class TrainedRetrieval:
+    fitted: FittedRetrieval  # the two-tower model and its item embeddings
+    item_ids: np.ndarray  # [n_items] catalogue order
+    meta: dict  # models/retrieval/meta.json
+    report: dict  # reports/retrieval.json
+    checkpoints: Path  # the resume state, removed once the model is saved
+
+
+def read_inputs(cfg: Config, prepared_dir: Path = PREPARED_DIR,
+                checkpoints_dir: Path = CHECKPOINTS_DIR) -> RetrievalInputs:  # fmt: skip
+    """The model data of `prepared_dir`, and the checkpoint folder its fingerprint names."""
+    data = build_model_data(read_prepared(prepared_dir), cfg.train)
+    checkpoints = checkpoints_dir / "train_retrieval" / fingerprint(cfg, prepared_dir)
+    return RetrievalInputs(data, checkpoints)
+
+
+def run(cfg: Config, inputs: RetrievalInputs) -> TrainedRetrieval:
+    """Trains the two-tower model on the train split (selecting on validation) and tests it."""
+    plan = plan_devices(cfg.train.device)
+    fitted = fit_retrieval(inputs.data, cfg.train, cfg.seed, inputs.checkpoints, plan)
+    test = holdout_report(fitted, inputs.data, KS, cfg.seed)
+    return retrieval_outputs(cfg, inputs.data, fitted, test, plan.describe(), inputs.checkpoints)
+
+
+def retrieval_outputs(cfg: Config, data: ModelData, fitted: FittedRetrieval, test: dict,
+                      devices: dict, checkpoints: Path) -> TrainedRetrieval:  # fmt: skip
+    """What `write_outputs` writes for a fitted model and its test report."""
     rc = cfg.train.retrieval
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    model = fitted.model
-    save_user_tower(model.user_tower, cfg.train.history_len, out / "user_tower")
-    np.save(out / "item_embeddings.npy", fitted.item_embeddings)
-    (out / "item_ids.txt").write_text("".join(f"{i}\n" for i in data.catalog.item_ids))
-    tf.train.Checkpoint(user_tower=model.user_tower, item_tower=model.item_tower).write(
-        str(out / "weights" / "towers")
-    )
     index = choose_index(rc.index, len(data.catalog), rc.faiss_above)
-    if index == "faiss":
-        save_faiss(fitted.item_embeddings, out / "index.faiss")
-    else:
-        save_brute_force(model.user_tower, fitted.item_embeddings, data.catalog.item_ids, 100,
-                         cfg.train.history_len, out / "index")  # fmt: skip
     sizes = tower_sizes(data, rc.embedding_dim)
-    write_json({"sizes": dataclasses.asdict(sizes), "history_len": cfg.train.history_len,
-                "index": index, "retrieval": dataclasses.asdict(rc)}, out / "meta.json")  # fmt: skip
-    k = rc.eval_k
-    write_json(
-        {
-            "best_epoch": fitted.state["best_epoch"],
-            f"val_ndcg@{k}": fitted.state["best_score"],
-            "train_seconds": round(fitted.seconds, 1),
-            "devices": devices,
-            "test": report,
-            "epochs": fitted.state["history"],
-        },
-        REPORTS_DIR / "retrieval.json",
-    )
+    meta = {"sizes": dataclasses.asdict(sizes), "history_len": cfg.train.history_len,
+            "index": index, "retrieval": dataclasses.asdict(rc)}  # fmt: skip
+    report = {
+        "best_epoch": fitted.state["best_epoch"],
+        f"val_ndcg@{rc.eval_k}": fitted.state["best_score"],
+        "train_seconds": round(fitted.seconds, 1),
+        "devices": devices,
+        "test": test,
+        "epochs": fitted.state["history"],
+    }
+    return TrainedRetrieval(fitted, data.catalog.item_ids, meta, report, checkpoints)
+
+
+def write_outputs(trained: TrainedRetrieval, out_dir: Path = RETRIEVAL_DIR,
+                  reports_dir: Path = REPORTS_DIR) -> None:  # fmt: skip
+    """models/retrieval (see `models.export.save_retrieval`) and reports/retrieval.json; then
+    the resume checkpoints go."""
+    model = trained.fitted.model
+    save_retrieval(model.user_tower, model.item_tower, trained.fitted.item_embeddings,
+                   trained.item_ids, trained.meta, out_dir)  # fmt: skip
+    write_json(trained.report, reports_dir / "retrieval.json")
+    shutil.rmtree(trained.checkpoints, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg = stage_config(__doc__, argv)
-    plan = plan_devices(cfg.train.device)
-    data = build_model_data(read_prepared(PREPARED_DIR), cfg.train)
-    checkpoints = CHECKPOINTS_DIR / "train_retrieval" / fingerprint(cfg, PREPARED_DIR)
-    fitted = fit_retrieval(data, cfg.train, cfg.seed, checkpoints, plan)
-    report = holdout_report(fitted, data, KS, cfg.seed)
-    write_outputs(fitted, data, cfg, report, plan.describe())
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    a = report["all"]
+    trained = run(cfg, read_inputs(cfg))
+    write_outputs(trained)
+    a = trained.report["test"]["all"]
     log.info("train_retrieval: test ndcg@10 %.4f (popularity %.4f), recall@10 %.4f in %.1fs",
              a["two_tower"]["ndcg@10"], a["popularity"]["ndcg@10"], a["two_tower"]["recall@10"],
-             fitted.seconds)  # fmt: skip
+             trained.fitted.seconds)  # fmt: skip
     return 0
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from recfusion.config import Config
 from recfusion.data.io import read_json, write_json
-from recfusion.evaluation.classification import multilabel_report
+from recfusion.metrics.classification import multilabel_report
 from recfusion.models.dataset import ModelData, build_model_data, read_prepared
 from recfusion.models.retrieval import tower_sizes
 from recfusion.models.tags import (
@@ -30,23 +30,53 @@ from recfusion.models.tags import (
     fit_tag_head,
     item_tags,
     load_frozen_user_tower,
+    save_tag_head,
     tag_matrix,
+    tag_names,
     user_embeddings,
 )
-from recfusion.models.tf_setup import tf
 from recfusion.models.towers import TowerSizes, UserTower
 from recfusion.paths import PREPARED_DIR, REPORTS_DIR, RETRIEVAL_DIR, TAGS_DIR
 from recfusion.stages.entry import guarded, stage_config
 
 log = logging.getLogger(__name__)
-OUT = TAGS_DIR
-RETRIEVAL = RETRIEVAL_DIR
 
 
-def run(cfg: Config, data: ModelData, tower: UserTower) -> tuple[FittedTags, np.ndarray, dict]:
-    """Fits the tag head on the frozen `tower`; returns it, the category of each tag, and the
-    test report."""
+@dataclass(frozen=True)
+class TagsInputs:
+    data: ModelData  # the prepared data as the models see it
+    tower: UserTower  # the trained user tower, frozen
+    tower_sizes: dict  # its sizes (models/retrieval/meta.json), recorded with the head
+
+
+@dataclass(frozen=True)
+class TrainedTags:
+    fitted: FittedTags  # the head and its decision threshold
+    names: list[str]  # the category of each tag (tags.txt)
+    meta: dict  # models/tags/meta.json
+    report: dict[str, Any]  # reports/tags.json
+
+
+def read_inputs(cfg: Config, prepared_dir: Path = PREPARED_DIR,
+                retrieval_dir: Path = RETRIEVAL_DIR) -> TagsInputs:  # fmt: skip
+    """The model data and the retrieval model's user tower, frozen.
+
+    Raises:
+        ValueError: the retrieval model was trained on other data.
+    """
+    data = build_model_data(read_prepared(prepared_dir), cfg.train)
+    meta = read_json(retrieval_dir / "meta.json")
+    sizes = TowerSizes(**meta["sizes"])
+    if sizes != tower_sizes(data, sizes.dim):
+        raise ValueError("models/retrieval was trained on other data; run train_retrieval first")
+    tower = load_frozen_user_tower(sizes, retrieval_dir / "weights" / "towers", meta["history_len"])
+    return TagsInputs(data, tower, meta["sizes"])
+
+
+def run(cfg: Config, inputs: TagsInputs) -> TrainedTags:
+    """Fits the tag head on the frozen user tower and tests it against the baselines."""
     tc = cfg.train.tags
+    data, tower = inputs.data, inputs.tower
     tag_of_item, tag_categories = item_tags(data, tc.level)
     n_tags = len(tag_categories)
 
@@ -87,36 +117,23 @@ def run(cfg: Config, data: ModelData, tower: UserTower) -> tuple[FittedTags, np.
         "train_users": len(rows),
         "train_seconds": round(fitted.seconds, 1),
     }  # fmt: skip
-    return fitted, tag_categories, report
+    meta = {"level": tc.level, "min_share": tc.min_share, "threshold": fitted.threshold,
+            "tower_sizes": inputs.tower_sizes, "tags": dataclasses.asdict(tc)}  # fmt: skip
+    return TrainedTags(fitted, tag_names(data, tag_categories), meta, report)
 
 
-def save(fitted: FittedTags, tag_categories: np.ndarray, data: ModelData, cfg: Config,
-         tower_sizes_json: dict, out: Path = OUT) -> None:  # fmt: skip
-    """models/tags: head weights, tags.txt and meta.json."""
-    tc = cfg.train.tags
-    if out.exists():
-        shutil.rmtree(out)
-    tf.train.Checkpoint(head=fitted.head).write(str(out / "weights" / "head"))
-    vocab = data.vocab.category.values
-    (out / "tags.txt").write_text(
-        "".join(f"{vocab[c - 1] if c > 0 else 'unknown'}\n" for c in tag_categories)
-    )
-    write_json({"level": tc.level, "min_share": tc.min_share, "threshold": fitted.threshold,
-                "tower_sizes": tower_sizes_json, "tags": dataclasses.asdict(tc)},
-               out / "meta.json")  # fmt: skip
+def write_outputs(trained: TrainedTags, out_dir: Path = TAGS_DIR,
+                  reports_dir: Path = REPORTS_DIR) -> None:  # fmt: skip
+    """models/tags (`models.tags.save_tag_head`) and reports/tags.json."""
+    save_tag_head(trained.fitted.head, trained.names, trained.meta, out_dir)
+    write_json(trained.report, reports_dir / "tags.json")
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg = stage_config(__doc__, argv)
-    data = build_model_data(read_prepared(PREPARED_DIR), cfg.train)
-    meta = read_json(RETRIEVAL / "meta.json")
-    sizes = TowerSizes(**meta["sizes"])
-    if sizes != tower_sizes(data, sizes.dim):
-        raise ValueError("models/retrieval was trained on other data; run train_retrieval first")
-    tower = load_frozen_user_tower(sizes, RETRIEVAL / "weights" / "towers", meta["history_len"])
-    fitted, tag_categories, report = run(cfg, data, tower)
-    save(fitted, tag_categories, data, cfg, meta["sizes"])
-    write_json(report, REPORTS_DIR / "tags.json")
+    trained = run(cfg, read_inputs(cfg))
+    write_outputs(trained)
+    report = trained.report
     log.info("train_tags: test micro-F1 %.3f (past top categories %.3f); demographics-only "
              "%.3f (global top %.3f)", report["all"]["model"]["micro_f1"],
              report["all"]["past_top_categories"]["micro_f1"],

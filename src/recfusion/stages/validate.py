@@ -1,6 +1,6 @@
 """Stage `validate`: the raw tables against the GX suites in expectations/.
 
-Reads data/raw/; writes
+Reads data/raw/ and expectations/{users,items,events,queries}.json; writes
 - reports/validation/raw/: Data Docs (index.html links every suite and run), summary.json and
   summary.html and summary.md (pass / fail per suite, failed expectations, observed values,
   example bad rows; summary.html needs no network, unlike the Data Docs);
@@ -12,6 +12,9 @@ Reads data/raw/; writes
 rows that break row-level expectations and stops only on table-level failures or when a table
 has more bad rows than `validation.max_bad_row_frac`. A stop exits non-zero, naming each failed
 expectation and the report, and writes no data, so nothing downstream runs.
+
+GX's Checkpoints build the Data Docs site as they validate, so `run` writes that one folder
+(`docs_dir`); everything else is written by `write_outputs`.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from typing import Any
 import pandas as pd
 
 from recfusion.config import Config, ValidationConfig
-from recfusion.data.io import write_json, write_table
+from recfusion.data.io import read_table, write_json, write_table
+from recfusion.data.schema import TABLES
 from recfusion.paths import (
     QUARANTINE_DIR,
     RAW_DIR,
@@ -36,11 +40,10 @@ from recfusion.paths import (
     VALIDATION_REPORTS,
 )
 from recfusion.stages.entry import StageStopped, guarded, stage_config
-from recfusion.stages.prepare import read_inputs
 from recfusion.validation.gx_runner import GXValidator
 from recfusion.validation.quarantine import TableDecision, decide
 from recfusion.validation.report import find_docs_page, suite_summary, write_summary
-from recfusion.validation.suites import RAW_SUITES, add_reference_columns, load_suite
+from recfusion.validation.suites import RAW_SUITES, Suite, add_reference_columns, load_suite
 
 log = logging.getLogger(__name__)
 DOCS_DIR = VALIDATION_REPORTS / "raw"
@@ -48,6 +51,12 @@ DOCS_DIR = VALIDATION_REPORTS / "raw"
 
 class ValidationFailed(StageStopped):
     """Validation stopped the run; the message names each reason and the report."""
+
+
+@dataclass(frozen=True)
+class RawInputs:
+    tables: dict[str, pd.DataFrame]  # the canonical tables
+    suites: dict[str, Suite]  # table -> its suite
 
 
 @dataclass(frozen=True)
@@ -76,15 +85,34 @@ def expectation_parameters(vc: ValidationConfig, now: pd.Timestamp) -> dict[str,
     }
 
 
+def read_suites(suites_dir: Path = SUITES_DIR) -> dict[str, Suite]:
+    """The suite of each raw table.
+
+    Raises:
+        DataFileError: a suite file is missing or malformed.
+    """
+    return {name: load_suite(name, suites_dir) for name in RAW_SUITES}
+
+
+def read_inputs(folder: Path = RAW_DIR, suites_dir: Path = SUITES_DIR) -> RawInputs:
+    """The canonical tables in `folder` (ingest's by default) and the suites in `suites_dir`."""
+    tables = {name: read_table(folder / f"{name}.parquet") for name in TABLES}
+    return RawInputs(tables, read_suites(suites_dir))
+
+
 def run(
     cfg: Config,
-    tables: dict[str, pd.DataFrame],
+    inputs: RawInputs,
     docs_dir: Path = DOCS_DIR,
-    suites_dir: Path = SUITES_DIR,
     now: pd.Timestamp | None = None,
 ) -> ValidationResult:
     """Validates users, items, events and queries in that order; events and queries are
-    checked against the users and items that passed. Does not modify `tables`."""
+    checked against the users and items that passed. Does not modify the tables; GX writes the
+    Data Docs site into `docs_dir` as it goes.
+
+    Args:
+        now: the time "in the future" is judged against (default: the clock).
+    """
     vc = cfg.validation
     now = now if now is not None else pd.Timestamp.now(tz="UTC").tz_localize(None)
     params = expectation_parameters(vc, now)
@@ -93,8 +121,8 @@ def run(
     suites: dict[str, Any] = {}
     known: dict[str, pd.Series] = {}
     for name in RAW_SUITES:
-        df = add_reference_columns(name, tables[name].reset_index(drop=True), known)
-        outcome = validator.validate(load_suite(name, suites_dir), df, params)
+        df = add_reference_columns(name, inputs.tables[name].reset_index(drop=True), known)
+        outcome = validator.validate(inputs.suites[name], df, params)
         decision = decide(name, df, outcome, vc.on_failure, vc.max_bad_row_frac)
         decisions[name] = decision
         if name == "users":
@@ -121,8 +149,11 @@ def run(
     return ValidationResult(decisions, summary)
 
 
-def write_reports(result: ValidationResult, docs_dir: Path = DOCS_DIR,
-                  reports_dir: Path = REPORTS_DIR) -> None:  # fmt: skip
+def write_outputs(result: ValidationResult, docs_dir: Path = DOCS_DIR,
+                  reports_dir: Path = REPORTS_DIR, validated_dir: Path = VALIDATED_DIR,
+                  quarantine_dir: Path = QUARANTINE_DIR) -> None:  # fmt: skip
+    """The summary beside the Data Docs and reports/validation.json; the clean and the
+    quarantined rows only when validation did not stop the run."""
     write_summary("Validation of the raw tables", result.summary, docs_dir)
     write_json(
         {
@@ -136,10 +167,8 @@ def write_reports(result: ValidationResult, docs_dir: Path = DOCS_DIR,
         },
         reports_dir / "validation.json",
     )
-
-
-def write_data(result: ValidationResult, validated_dir: Path = VALIDATED_DIR,
-               quarantine_dir: Path = QUARANTINE_DIR) -> None:  # fmt: skip
+    if result.stopped:
+        return
     for name, d in result.decisions.items():
         write_table(d.clean, validated_dir / f"{name}.parquet")
         write_table(d.quarantined, quarantine_dir / f"{name}.parquet")
@@ -155,11 +184,10 @@ def stop_message(result: ValidationResult, docs_dir: Path = DOCS_DIR) -> str:
 def main(argv: list[str] | None = None) -> int:
     cfg = stage_config(__doc__, argv)
     shutil.rmtree(DOCS_DIR, ignore_errors=True)  # the site shows this run only
-    result = run(cfg, read_inputs(RAW_DIR))
-    write_reports(result)
+    result = run(cfg, read_inputs())
+    write_outputs(result)
     if result.stopped:
         raise ValidationFailed(stop_message(result))
-    write_data(result)
     log.info("validate: reports in %s", DOCS_DIR)
     return 0
 
