@@ -47,7 +47,7 @@ run: setup
 	$(BIN)/dvc repro
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"

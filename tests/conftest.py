@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from recfusion.config import Config, load_config
+from recfusion.config import Config, load_config, with_overrides
 from recfusion.data.synthetic import generate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,15 +18,7 @@ TINY = {"ingest": {"synthetic": {"size": "tiny"}}}
 
 def repo_config(overrides: dict[str, Any] | None = None) -> Config:
     """The repository's params.yaml at the tiny size, with `overrides` merged in."""
-    cfg = load_config(PARAMS, TINY)
-    if not overrides:
-        return cfg
-    import dataclasses
-
-    from recfusion.config import merge_overrides, parse_dataclass
-
-    raw = merge_overrides(dataclasses.asdict(cfg), overrides, source="test")
-    return parse_dataclass(Config, raw, source="test")
+    return with_overrides(load_config(PARAMS, TINY), overrides or {})
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +29,12 @@ def tiny_cfg() -> Config:
 @pytest.fixture(scope="session")
 def tiny_tables(tiny_cfg: Config) -> dict[str, pd.DataFrame]:
     return generate(tiny_cfg.ingest.synthetic, tiny_cfg.seed, progress=False)
+
+
+@pytest.fixture(scope="session")
+def trained_workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str], str]:
+    """The repository at the tiny size with every stage before `register` run once a session
+    (tests/workspace.py); copy it with `copy_workspace` before changing anything in it."""
+    from tests.workspace import trained_snapshot
+
+    return trained_snapshot(tmp_path_factory.mktemp("trained"))

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -17,67 +15,34 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.workspace import (
+    BIN,
+    REGISTRY_STAGES,
+    copy_repo,
+    copy_workspace,
+    dvc,
+    sh,
+    stage_names,
+)
 
 pytestmark = pytest.mark.slow
 
 
-def sh(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout + proc.stderr
-
-
-def copy_repo(dest: Path) -> tuple[Path, dict[str, str]]:
-    """A git-initialised copy of the repository's files (no pipeline outputs) at the tiny size,
-    and the environment to run its tools in."""
-    if not (REPO / ".git").exists():
-        pytest.skip("needs the git checkout of recfusion")
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO, capture_output=True, text=True, check=True,
-    ).stdout.split("\0")  # fmt: skip
-    for name in filter(None, files):
-        src = REPO / name
-        if src.is_file() and not name.startswith(("data/raw", "data/prepared", "reports/")):
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
-    params = yaml.safe_load((dest / "params.yaml").read_text())
-    params["ingest"]["synthetic"]["size"] = "tiny"
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@t")  # fmt: skip
-    for var in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
-        os.environ.setdefault(var, env[var])  # `dvc exp save` commits from this process's children
-    sh(["git", "init", "-q"], dest, env)
-    sh(["git", "add", "-A"], dest, env)
-    sh(["git", "commit", "-qm", "copy"], dest, env)
-    return dest, env
-
-
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    return copy_repo(tmp_path_factory.mktemp("repo"))
+def workspace(trained_workspace, tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """A copy of the session's trained workspace; this module registers, serves and re-gates."""
+    snapshot, env, _ = trained_workspace
+    return copy_workspace(snapshot, tmp_path_factory.mktemp("repo")), env
 
 
-def test_repro_runs_every_stage_then_nothing(workspace) -> None:
+def test_repro_runs_every_stage_then_nothing(workspace, trained_workspace) -> None:
     dest, env = workspace
-    dvc = str(Path(sys.executable).parent / "dvc")
-    out = sh([dvc, "repro"], dest, env)
-    for stage in (
-        "ingest",
-        "validate",
-        "prepare",
-        "validate_prepared",
-        "train_retrieval",
-        "train_ranking",
-        "train_tags",
-        "train_search",
-        "register",
-        "gate",
-    ):
-        assert f"Running stage '{stage}'" in out, stage
+    trained = trained_workspace[2]  # the shared run of every stage before register
+    out = sh(dvc("repro"), dest, env)
+    for stage in stage_names(dest):
+        ran = out if stage in REGISTRY_STAGES else trained
+        assert f"Running stage '{stage}'" in ran, stage
+    assert "Running stage 'train_retrieval'" not in out  # the copy is up to date until register
     assert (dest / "reports/validation/raw/index.html").is_file()
     assert (dest / "reports/validation/prepared/index.html").is_file()
     assert (dest / "models/retrieval/user_tower/saved_model.pb").is_file()
@@ -101,18 +66,18 @@ def test_repro_runs_every_stage_then_nothing(workspace) -> None:
     events = summary["tables"]["events"]
     assert events["rows_in"] == events["rows_out"] + events["dropped_total"]
     assert sum(s["events"] for s in summary["splits"].values()) == events["rows_out"]
-    again = sh([dvc, "repro"], dest, env)
+    again = sh(dvc("repro"), dest, env)
     assert "Data and pipelines are up to date" in again
-    shown = json.loads(sh([dvc, "metrics", "show", "--json"], dest, env))
+    shown = json.loads(sh(dvc("metrics", "show", "--json"), dest, env))
     assert shown  # reports/*.json are registered as DVC metrics
-    sh([dvc, "plots", "show", "-o", str(dest / "dvc_plots")], dest, env)
+    sh(dvc("plots", "show", "-o", str(dest / "dvc_plots")), dest, env)
     assert (dest / "dvc_plots/index.html").is_file()
-    sh([dvc, "push"], dest, env)
+    sh(dvc("push"), dest, env)
     assert any((dest / "dvcstore").rglob("*")), "dvc push wrote nothing to the local remote"
 
 
 def recfusion(args: list[str], dest: Path, env: dict[str, str]) -> str:
-    return sh([str(Path(sys.executable).parent / "recfusion"), *args], dest, env)
+    return sh([str(BIN / "recfusion"), *args], dest, env)
 
 
 def free_port() -> int:
@@ -147,7 +112,7 @@ def test_registry_gate_and_served_model(workspace) -> None:
 
     port = free_port()
     serve_env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{dest / 'mlflow.db'}"}
-    mlflow_bin = str(Path(sys.executable).parent / "mlflow")
+    mlflow_bin = str(BIN / "mlflow")
     server = subprocess.Popen([mlflow_bin, "models", "serve", "-m", "models:/recfusion@production",
                                "--env-manager", "local", "--host", "127.0.0.1", "-p", str(port)],
                               cwd=dest, env=serve_env, stdout=subprocess.DEVNULL,
@@ -189,9 +154,12 @@ def test_registry_gate_and_served_model(workspace) -> None:
         assert all("taste" not in r["reason"] for r in rows[4:7])  # anonymous: not personalised
         assert all("words" in r["reason"] for r in rows[:7])
         assert all(r["reason"] for r in rows[7:])  # an empty query is a recommendation
-        long_query = {"dataframe_records": [{"user_id": user, "k": 3, "query": "x" * 201}]}
-        status, answer = post(f"{url}/invocations", json.dumps(long_query).encode())
-        assert status == 400 and "at most 200" in answer["message"], answer
+        limit = yaml.safe_load((dest / "params.yaml").read_text())["serving"]["max_query_chars"]
+        too_long = {"user_id": user, "k": 3, "query": "x" * (limit + 1)}
+        status, answer = post(
+            f"{url}/invocations", json.dumps({"dataframe_records": [too_long]}).encode()
+        )
+        assert status == 400 and f"at most {limit}" in answer["message"], answer
         for bad, message in [({"dataframe_records": [{"user_id": user, "k": 1000}]}, "k must be"),
                              ({"dataframe_records": [{"k": 3}]}, "user_id"),
                              # MLflow's schema check: a list column must be a list in every row
@@ -208,21 +176,24 @@ def test_registry_gate_and_served_model(workspace) -> None:
 
     # a second run (another fusion method) is gated against production on the same test users
     # ... first with the tracking store unreachable: a clear failure, nothing registered
-    dvc = str(Path(sys.executable).parent / "dvc")
-    params = yaml.safe_load((dest / "params.yaml").read_text())
+    original = (dest / "params.yaml").read_text()
+    params = yaml.safe_load(original)
     params["fusion"]["method"] = "weighted"
     params["registry"]["tracking_uri"] = "http://127.0.0.1:9"
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    proc = subprocess.run([dvc, "repro"], cwd=dest, env=env, capture_output=True, text=True)
-    assert proc.returncode != 0
-    assert "tracking store http://127.0.0.1:9 is unreachable" in proc.stderr + proc.stdout
-    assert "Traceback" not in proc.stderr
-    params["registry"]["tracking_uri"] = "sqlite:///mlflow.db"
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    listed = recfusion(["registry", "list"], dest, env)
-    assert re.search(r"^1\s", listed, re.M) and not re.search(r"^2\s", listed, re.M)
-    out = sh([dvc, "repro"], dest, env)  # the retry
-    assert "Running stage 'register'" in out and "Running stage 'gate'" in out
+    try:
+        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        proc = subprocess.run(dvc("repro"), cwd=dest, env=env, capture_output=True, text=True)
+        assert proc.returncode != 0
+        assert "tracking store http://127.0.0.1:9 is unreachable" in proc.stderr + proc.stdout
+        assert "Traceback" not in proc.stderr
+        params["registry"]["tracking_uri"] = "sqlite:///mlflow.db"
+        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        listed = recfusion(["registry", "list"], dest, env)
+        assert re.search(r"^1\s", listed, re.M) and not re.search(r"^2\s", listed, re.M)
+        out = sh(dvc("repro"), dest, env)  # the retry
+        assert "Running stage 'register'" in out and "Running stage 'gate'" in out
+    finally:
+        (dest / "params.yaml").write_text(original)
     second = json.loads((dest / "reports/gate.json").read_text())
     assert second["version"] == "2" and second["champion"] == "1"
     assert set(second["production"]) == set(second["candidate"])
@@ -237,21 +208,25 @@ def test_registry_gate_and_served_model(workspace) -> None:
     assert "back on version 1" in recfusion(["registry", "rollback"], dest, env)
     history = recfusion(["registry", "history"], dest, env)
     assert history.count("production") >= 3, history
-    params["fusion"]["method"] = "cascade"
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def test_params_change_reruns_only_affected_stages(workspace) -> None:
+    """DVC sees a changed `prepare` param as a change of `prepare` only (its downstream stages
+    rerun because prepare's outputs change, which `dvc status` cannot know before running)."""
     dest, env = workspace
-    dvc = str(Path(sys.executable).parent / "dvc")
-    sh([dvc, "repro"], dest, env)
-    params = yaml.safe_load((dest / "params.yaml").read_text())
+    original = (dest / "params.yaml").read_text()
+    params = yaml.safe_load(original)
     params["prepare"]["split"]["method"] = "leave_last_n"
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    out = sh([dvc, "repro"], dest, env)
-    assert "Stage 'ingest' didn't change" in out
-    assert "Stage 'validate' didn't change" in out
-    assert "Running stage 'prepare'" in out
+    try:
+        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        status = json.loads(sh(dvc("status", "--json"), dest, env))
+    finally:
+        (dest / "params.yaml").write_text(original)
+    assert set(status) == {"prepare"}, status
+    assert {"changed params": {"params.yaml": {"prepare.split.method": "leave_last_n"}}} in status[
+        "prepare"
+    ], status
+    assert json.loads(sh(dvc("status", "--json"), dest, env)) == {}  # restored: up to date
 
 
 def test_bad_params_stop_with_a_clear_message(workspace) -> None:
@@ -268,11 +243,11 @@ def test_bad_params_stop_with_a_clear_message(workspace) -> None:
         (dest / "params.yaml").write_text(params)
 
 
-def test_corrupted_files_are_quarantined_then_stopped(workspace, tiny_tables) -> None:
+def test_corrupted_files_are_quarantined_then_stopped(tiny_tables, tmp_path) -> None:
     """A corrupted copy of the data through the `files` source: quarantine keeps every row
-    (clean + quarantined = in) and names the reasons; `stop` fails `dvc repro`."""
-    dest, env = workspace
-    dvc = str(Path(sys.executable).parent / "dvc")
+    (clean + quarantined = in) and names the reasons; `stop` fails `dvc repro`. Only ingest and
+    validate run: nothing after validation is needed to show it."""
+    dest, env = copy_repo(tmp_path)
     external = dest / "data/external"
     events = tiny_tables["events"].copy()
     events.loc[events.index[:4], "event_type"] = "teleport"
@@ -289,7 +264,7 @@ def test_corrupted_files_are_quarantined_then_stopped(workspace, tiny_tables) ->
     )  # fmt: skip
     try:
         (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        sh([dvc, "repro"], dest, env)
+        sh(dvc("repro", "validate"), dest, env)
         summary = json.loads((dest / "reports/validation/raw/summary.json").read_text())
         ev = summary["suites"]["events"]
         assert ev["rows_in"] == len(events) == ev["rows_clean"] + ev["rows_quarantined"]
@@ -302,7 +277,8 @@ def test_corrupted_files_are_quarantined_then_stopped(workspace, tiny_tables) ->
 
         params["validation"]["on_failure"] = "stop"
         (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        proc = subprocess.run([dvc, "repro"], cwd=dest, env=env, capture_output=True, text=True)
+        proc = subprocess.run(dvc("repro", "validate"), cwd=dest, env=env, capture_output=True,
+                              text=True)  # fmt: skip
         assert proc.returncode != 0
         assert "expect_column_values_to_be_in_set(event_type)" in proc.stdout + proc.stderr
         assert "reports/validation/raw/summary.html" in proc.stdout + proc.stderr

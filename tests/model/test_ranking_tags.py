@@ -59,7 +59,7 @@ def test_ranking_learns_better_than_chance(tiny_model_data, tmp_path: Path) -> N
     cfg, data = tiny_model_data
     from recfusion.data.synthetic import generate
     from recfusion.models.dataset import PreparedData
-    from recfusion.models.features import Vocabularies
+    from recfusion.models.inputs import Vocabularies
     from recfusion.stages import prepare
     from tests.conftest import repo_config
 
@@ -93,13 +93,28 @@ def test_tags_head_on_frozen_tower(trained, tmp_path: Path) -> None:
               "history": data.history(["train"])[rows]}  # fmt: skip
     np.testing.assert_allclose(tower(inputs).numpy(),
                                fitted.model.user_tower(inputs, training=False).numpy(), atol=1e-6)  # fmt: skip
-    tag_of_item, cats = item_tags(data, cfg.train.tags.level)
-    labels = tag_matrix(data, ["train"], 2, 0.2, len(cats), tag_of_item)
+    tc = cfg.train.tags
+    tag_of_item, cats = item_tags(data, tc.level)
+    labels = tag_matrix(data, ["train"], tc.level, tc.min_share, len(cats), tag_of_item)
+    # oracle: a user's tags are the tags holding at least min_share of their train positives
+    pairs = data.pairs_of(["train"])
+    frame = pd.DataFrame({"user": data.users.positions(pairs["user_id"]),
+                          "item": data.catalog.positions(pairs["item_id"])})  # fmt: skip
+    frame = frame[(frame["user"] >= 0) & (frame["item"] >= 0)]
+    share = (
+        frame.assign(tag=tag_of_item[frame["item"]])
+        .groupby("user")["tag"]
+        .value_counts(normalize=True)
+    )
+    expected = np.zeros_like(labels)
+    kept = share[share >= tc.min_share].index
+    expected[kept.get_level_values(0), kept.get_level_values(1)] = True
+    np.testing.assert_array_equal(labels, expected)
+    assert ((share > 0) & (share < tc.min_share)).any()  # the threshold leaves some tags out
+    assert not labels[np.setdiff1d(np.arange(len(labels)), frame["user"])].any()  # no history
     users = np.flatnonzero(labels.any(axis=1))
     x = tower({k: v[users] for k, v in {
         "user_id": data.users.id_idx, "gender": data.users.gender, "region": data.users.region,
         "age": data.users.age, "history": data.history(["train"])}.items()}).numpy()  # fmt: skip
-    head = fit_tag_head(x, labels[users], cfg.train.tags, cfg.seed)
+    head = fit_tag_head(x, labels[users], tc, cfg.seed)
     assert 0.05 <= head.threshold <= 0.95
-    # every user has at least one tag; a user's tags hold at least min_share of their activity
-    assert labels[users].sum(axis=1).min() >= 1
