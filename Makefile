@@ -31,7 +31,15 @@ help:
 	@echo "make serve      serve models:/recfusion@production on http://127.0.0.1:5001"
 	@echo "make lock       re-resolve requirements.lock from pyproject.toml"
 
-setup: $(STAMP)
+setup: $(STAMP) $(VENV)/.path-hook
+
+# dvc.yaml's stage commands run `python -m recfusion.stages.X`; this .pth line puts the venv's
+# bin first on PATH in every process the venv's Python starts, so `.venv/bin/dvc repro` works
+# without activating the venv (as `source .venv/bin/activate` would do)
+PATH_HOOK := import os, sys; b = os.path.dirname(sys.executable); p = os.environ.get("PATH", ""); os.environ["PATH"] = p if p.split(os.pathsep)[0] == b else b + os.pathsep + p
+$(VENV)/.path-hook: $(STAMP) Makefile
+	@printf '%s\n' '$(PATH_HOOK)' > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/recfusion-venv-path.pth"
+	@touch $@
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; recfusion needs Python 3.11 (set PYTHON=...)"; exit 1; }

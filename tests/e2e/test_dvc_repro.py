@@ -76,6 +76,27 @@ def test_repro_runs_every_stage_then_nothing(workspace, trained_workspace) -> No
     assert any((dest / "dvcstore").rglob("*")), "dvc push wrote nothing to the local remote"
 
 
+def test_params_change_reruns_only_affected_stages(workspace) -> None:
+    """DVC sees a changed `prepare` param as a change of the stages that list it, not of ingest or
+    validate (the stages downstream of prepare rerun because its outputs change, which
+    `dvc status` cannot know before running).
+    Runs right after the first test, while the copy is up to date."""
+    dest, env = workspace
+    original = (dest / "params.yaml").read_text()
+    params = yaml.safe_load(original)
+    params["prepare"]["split"]["method"] = "leave_last_n"
+    try:
+        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        status = json.loads(sh(dvc("status", "--json"), dest, env))
+    finally:
+        (dest / "params.yaml").write_text(original)
+    # prepare reads the key; register logs every params key with the model (dvc.yaml)
+    assert set(status) == {"prepare", "register"}, status
+    changed = {"changed deps": {"params.yaml": {"prepare": "modified"}}}
+    assert status["prepare"] == [changed] and status["register"] == [changed], status
+    assert json.loads(sh(dvc("status", "--json"), dest, env)) == {}  # restored: up to date
+
+
 def recfusion(args: list[str], dest: Path, env: dict[str, str]) -> str:
     return sh([str(BIN / "recfusion"), *args], dest, env)
 
@@ -208,25 +229,6 @@ def test_registry_gate_and_served_model(workspace) -> None:
     assert "back on version 1" in recfusion(["registry", "rollback"], dest, env)
     history = recfusion(["registry", "history"], dest, env)
     assert history.count("production") >= 3, history
-
-
-def test_params_change_reruns_only_affected_stages(workspace) -> None:
-    """DVC sees a changed `prepare` param as a change of `prepare` only (its downstream stages
-    rerun because prepare's outputs change, which `dvc status` cannot know before running)."""
-    dest, env = workspace
-    original = (dest / "params.yaml").read_text()
-    params = yaml.safe_load(original)
-    params["prepare"]["split"]["method"] = "leave_last_n"
-    try:
-        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        status = json.loads(sh(dvc("status", "--json"), dest, env))
-    finally:
-        (dest / "params.yaml").write_text(original)
-    assert set(status) == {"prepare"}, status
-    assert {"changed params": {"params.yaml": {"prepare.split.method": "leave_last_n"}}} in status[
-        "prepare"
-    ], status
-    assert json.loads(sh(dvc("status", "--json"), dest, env)) == {}  # restored: up to date
 
 
 def test_bad_params_stop_with_a_clear_message(workspace) -> None:

@@ -58,3 +58,17 @@ def test_empty_search_query_is_refused_before_loading_a_model(caplog) -> None:
     # no model is loaded: the refusal comes first, with the command that does answer
     assert cli.main(["search", "  ", "--model", "models:/no-such-model@production"]) == 2
     assert "give a query" in caplog.text and "recfusion recommend --user ID" in caplog.text
+
+
+def test_stage_commands_find_recfusion_without_an_activated_venv() -> None:
+    """dvc.yaml runs `python -m recfusion.stages.X`: started from the venv's Python (as
+    `.venv/bin/dvc repro` is) with the venv not on PATH, that `python` is still the venv's
+    (the path hook `make setup` installs)."""
+    import os
+    import subprocess
+    import sys
+
+    child = "import subprocess; subprocess.run(['python', '-c', 'import recfusion'], check=True)"
+    env = {**os.environ, "PATH": os.pathsep.join(["/usr/bin", "/bin"])}
+    proc = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, f"run 'make setup' (it installs the path hook):\n{proc.stderr}"
