@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from recfusion.orchestration.dvc_stage import pipeline_stages
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 GIT_IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
@@ -38,7 +40,7 @@ def dvc(*args: str) -> list[str]:
 
 def stage_names(dest: Path) -> list[str]:
     """The stages of the copy's dvc.yaml, in order."""
-    return list(yaml.safe_load((dest / "dvc.yaml").read_text())["stages"])
+    return pipeline_stages(dest / "dvc.yaml")
 
 
 def tool_env() -> dict[str, str]:

@@ -41,7 +41,7 @@ FusionMethod = Literal["weighted", "rrf", "borda", "stacking", "cascade"]
 SourceName = Literal["two_tower", "ease", "popularity", "category_popularity", "content"]
 # where `ingest` reads the tables from (recfusion.data.sources)
 IngestSource = Literal["synthetic", "movielens", "files"]
-# ranking metrics computed per user at each k of evaluate.ks (recfusion.evaluation.metrics)
+# ranking metrics computed per user at each k of evaluate.ks (recfusion.metrics.ranking)
 RankingMetric = Literal["recall", "precision", "ndcg", "mrr", "map", "hit"]
 # event types of the canonical events table (recfusion.data.schema)
 EventType = Literal["view", "click", "add_to_cart", "purchase", "rating"]
@@ -55,7 +55,7 @@ RANKING_METRICS: tuple[RankingMetric, ...] = get_args(RankingMetric)
 # typed str: the data code keys dicts of frames by them (dict[str, ...] is invariant)
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 TABLES: tuple[str, ...] = get_args(Table)
-# whole-list metrics the gate's scorer adds to the ranking metrics (evaluation/packaged.py); at
+# whole-list metrics the gate's scorer adds to the ranking metrics (serving/scoring.py); at
 # 10 only, and without a per-user value, so a floor or drop limit may name them, gate.metric not
 LIST_METRICS = ("coverage@10",)
 # the evaluation picks the best source and reports by NDCG@10, so evaluate.ks holds this k

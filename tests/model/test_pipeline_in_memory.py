@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recfusion.config import RANKING_METRICS
 from recfusion.data.schema import SPLITS, TABLES
 from recfusion.evaluation.search_report import HISTORY as SEARCH_HISTORY
 from recfusion.fusion.assemble import SubModels
@@ -56,7 +57,6 @@ CHAIN = {
     "evaluate": {"bootstrap_samples": 200},
     "registry": {"gate": {"bootstrap_samples": 200}},
 }
-RANKING_METRICS = ("recall", "precision", "ndcg", "mrr", "map", "hit")
 
 
 def in_unit_interval(metrics: dict[str, float]) -> bool:
@@ -198,5 +198,6 @@ def test_every_stage_runs_in_memory(tiny_tables, tiny_model_data, trained_retrie
     assert summary["candidate"] == summary["production"]
     assert summary["drop_intervals"] and all(lo == hi == 0.0
                                              for lo, hi in summary["drop_intervals"].values())  # fmt: skip
-    assert decided.outcome == gate.destination(decided.decision, cfg.registry.gate.auto_promote)
+    expected = cfg.registry.gate.auto_promote if decided.decision.passed else "rejected"
+    assert decided.outcome == expected, (decided.outcome, decided.decision)
     assert decided.report.startswith(f"# Gate: {cfg.registry.model_name} version 2")

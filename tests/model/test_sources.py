@@ -6,29 +6,23 @@ from __future__ import annotations
 import numpy as np
 
 from recfusion.fusion.candidates import gather, source_ranking
-from recfusion.fusion.sources import (
-    CategoryPopularitySource,
-    ContentSource,
-    EaseSource,
-    PopularitySource,
-    TwoTowerSource,
-)
+from recfusion.fusion.period import fit_sources
+from recfusion.fusion.sources import Source
 from recfusion.metrics.ranking import top_k
-from recfusion.models.dataset import History, build_history
+from recfusion.models.dataset import History, ModelData
+
+
+def train_sources(data: ModelData, fitted) -> tuple[History, list[Source]]:
+    """Every candidate source fitted on the train split, the two-tower one on `fitted`."""
+    tower = fitted.model.user_tower
+    fs = fit_sources(data, ["train"], lambda x: tower(x, training=False).numpy(),
+                     fitted.item_embeddings, 100.0)  # fmt: skip
+    return fs.history, fs.sources
 
 
 def test_gather_sources_and_reasons(trained) -> None:
     cfg, data, fitted = trained
-    history = build_history(data, ["train"])
-    counts = np.asarray(history.matrix.sum(axis=0)).ravel()
-    tower = fitted.model.user_tower
-    sources = [
-        TwoTowerSource(data, lambda x: tower(x, training=False).numpy(), fitted.item_embeddings),
-        EaseSource(data, history.matrix, 100.0),
-        PopularitySource(counts),
-        CategoryPopularitySource(data, counts),
-        ContentSource(data),
-    ]
+    history, sources = train_sources(data, fitted)
     seen = data.items_by_user(["train"])
     rows = np.array(sorted(seen))[:40]
     exclude = [seen[r] for r in rows]
@@ -60,16 +54,7 @@ def test_an_event_of_one_user_changes_no_other_users_candidates(trained) -> None
     of user A leaves every other user's candidates, source scores and ranks (what each fusion
     method combines) exactly as they were, and changes A's own."""
     cfg, data, fitted = trained
-    history = build_history(data, ["train"])
-    counts = np.asarray(history.matrix.sum(axis=0)).ravel()
-    tower = fitted.model.user_tower
-    sources = [
-        TwoTowerSource(data, lambda x: tower(x, training=False).numpy(), fitted.item_embeddings),
-        EaseSource(data, history.matrix, 100.0),
-        PopularitySource(counts),
-        CategoryPopularitySource(data, counts),
-        ContentSource(data),
-    ]
+    history, sources = train_sources(data, fitted)
     seen = data.items_by_user(["train"])
     users = np.array(sorted(seen))[:30]
     a, others = int(users[0]), users[1:]

@@ -49,7 +49,10 @@ def direct_imports(path: Path) -> frozenset[str]:
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            # the house imports absolutely; a relative import would escape this scan
+            raise AssertionError(f"{path}:{node.lineno}: relative import; import absolutely")
+        elif isinstance(node, ast.ImportFrom) and node.module:
             # `from recfusion.x import y`: y is a submodule or a name defined in recfusion.x
             names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
         else:
@@ -118,9 +121,19 @@ def test_stage_lists_no_code_it_does_not_run(name: str) -> None:
     assert not unused, f"dvc.yaml stage '{name}' lists code it never imports: {unused}"
 
 
-def test_closure_follows_imports_inside_functions(tmp_path: Path) -> None:
-    """The scan itself: a stage module's closure reaches config.py through its imports."""
+def test_closure_follows_imports_inside_functions() -> None:
+    """The scan itself: imports at the top and inside functions (serving/loading.py imports
+    the recommender and the tracking helpers inside functions), but not packages that hold only
+    a docstring."""
     closure = import_closure("recfusion.stages.prepare")
     assert SRC / "recfusion/config.py" in closure
     assert SRC / "recfusion/stages/prepare.py" in closure
     assert SRC / "recfusion/stages/__init__.py" not in closure  # a docstring only
+    loading = SRC / "recfusion/serving/loading.py"
+    tree = ast.parse(loading.read_text(encoding="utf-8"))
+    functions = [fn for fn in ast.walk(tree) if isinstance(fn, ast.FunctionDef)]
+    nested = {n.module for fn in functions for n in ast.walk(fn) if isinstance(n, ast.ImportFrom)}
+    assert {"recfusion.serving.recommender", "recfusion.registry.tracking"} <= nested
+    assert {"recfusion.serving.recommender", "recfusion.registry.tracking"} <= direct_imports(
+        loading
+    )

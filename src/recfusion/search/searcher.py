@@ -22,7 +22,7 @@ from recfusion.config import SearchConfig
 from recfusion.models.dataset import ModelData
 from recfusion.models.export import Retrieval
 from recfusion.models.item_index import ItemIndex
-from recfusion.models.ranking import RankingModel, head_scorer, load_ranking_model
+from recfusion.models.ranking import RankingModel, head_scorer
 from recfusion.models.ranking_data import usual_hour
 from recfusion.models.tf_setup import tf
 from recfusion.preparation.vocab import tokenize
@@ -205,13 +205,13 @@ def personalise(searcher: Searcher, model: RankingModel, data: ModelData,
     return dataclasses.replace(searcher, personal=personal)
 
 
-def load_searcher(search_dir: Path, ranking_dir: Path, data: ModelData, retrieval: Retrieval,
+def load_searcher(search_dir: Path, ranking: RankingModel, data: ModelData, retrieval: Retrieval,
                   history: Sequence[str]) -> Searcher:  # fmt: skip
     """The searcher saved in `search_dir` over the retrieval model's items, personalised with
-    the ranking model saved in `ranking_dir` on `history`.
+    the (already loaded) ranking model on `history`.
 
     Raises:
         ValueError: `search_dir` is not a saved searcher, or was built for another catalogue.
     """
     searcher = Searcher.load(search_dir, retrieval.items, None, retrieval.item_index)
-    return personalise(searcher, load_ranking_model(ranking_dir, data), data, history)
+    return personalise(searcher, ranking, data, history)

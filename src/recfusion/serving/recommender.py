@@ -33,7 +33,7 @@ from recfusion.fusion.fused import FittedFusion, method_scores, rank_method, rea
 from recfusion.fusion.period import FittedSources, Period
 from recfusion.fusion.sources import REASONS
 from recfusion.models.dataset import ModelData, PreparedData, build_model_data, read_prepared
-from recfusion.paths import FUSION_DIR, MODELS_DIR, PREPARED_DIR, RANKING_DIR, SEARCH_DIR
+from recfusion.paths import FUSION_DIR, MODELS_DIR, PREPARED_DIR, SEARCH_DIR
 from recfusion.preparation.vocab import tokenize
 from recfusion.search.searcher import Searcher, load_searcher
 
@@ -151,8 +151,8 @@ class Recommender:
         fusion = FittedFusion.load(root / FUSION_DIR)
         searcher = None
         if (root / SEARCH_DIR).is_dir():
-            searcher = load_searcher(root / SEARCH_DIR, root / RANKING_DIR, data,
-                                     models.retrieval, history)  # fmt: skip
+            searcher = load_searcher(root / SEARCH_DIR, models.ranking, data, models.retrieval,
+                                     history)  # fmt: skip
         return cls.assemble(cfg, prepared, data, models, fusion, searcher, history)
 
     @classmethod

@@ -198,8 +198,8 @@ def read_inputs(cfg: Config, prepared_dir: Path = PREPARED_DIR, models_dir: Path
     fusion = FittedFusion.load(models_dir / "fusion")
     ranking_path = reports_dir / "ranking.json"
     ranking = read_json(ranking_path) if ranking_path.is_file() else None
-    searcher = load_searcher(models_dir / "search", models_dir / "ranking", data,
-                             models.retrieval, SEARCH_HISTORY)  # fmt: skip
+    searcher = load_searcher(models_dir / "search", models.ranking, data, models.retrieval,
+                             SEARCH_HISTORY)  # fmt: skip
     queries = read_table(prepared_dir / "queries.parquet")
     return EvaluateInputs(prepared, data, models, fusion, searcher, queries, ranking)
 

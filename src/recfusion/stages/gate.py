@@ -165,8 +165,13 @@ def read_inputs(cfg: Config, tmp: Path, root: Path = ROOT) -> GateInputs:
         try:
             champion = load_version(f"models:/{name}@production", tmp / "prod")
         except (OSError, ValueError) as e:
-            champion_error = f"production version {champion_version} could not be re-scored: {e}"
+            champion_error = not_rescored(champion_version, e)
     return GateInputs(reg, test, infra, candidate, champion_version, champion, champion_error)
+
+
+def not_rescored(version: str | None, error: Exception) -> str:
+    """The failed check's reason when the champion cannot be loaded or scored."""
+    return f"production version {version} could not be re-scored: {error}"
 
 
 def run(cfg: Config, inputs: GateInputs) -> GateResult:
@@ -181,8 +186,7 @@ def run(cfg: Config, inputs: GateInputs) -> GateResult:
         try:
             champ = score_recommender(inputs.champion, inputs.test, ks)
         except (OSError, ValueError) as e:
-            champ_error = (f"production version {inputs.champion_version} could not be "
-                           f"re-scored: {e}")  # fmt: skip
+            champ_error = not_rescored(inputs.champion_version, e)
     checked = {g.metric, *g.max_drop}  # the gain's metric and the metrics with a drop limit
     intervals = ({} if champ is None else
                  drop_intervals(cand, champ, checked, g.bootstrap_samples, cfg.seed))  # fmt: skip
