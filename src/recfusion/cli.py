@@ -89,18 +89,43 @@ def _registry(args: argparse.Namespace) -> int:
 def _recommend(args: argparse.Namespace) -> int:
     if (args.user is None) == (args.users is None):
         raise ValueError("give exactly one of --user ID or --users FILE (one user id per line)")
+    out_format = answer_format(args.out)
     users = [args.user] if args.user else read_user_ids(args.users)
     request = pd.DataFrame({"user_id": users, "k": args.k})
-    return _write_answer(load_model(args.model, args.params).predict(request), args.out)
+    return _write_answer(load_model(args.model, args.params).predict(request), args.out, out_format)
 
 
-def _write_answer(answer: pd.DataFrame, out: Path | None) -> int:
-    """Prints the answer table, or writes it as CSV to `out`."""
-    if out:
-        answer.to_csv(out, index=False)
-        sys.stdout.write(f"{len(answer)} rows written to {out}\n")
-    else:
+# --out FILE: the format its extension names
+OUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}
+
+
+def answer_format(out: Path | None) -> str | None:
+    """The format `--out` names by its extension (None: print a table), checked before any model
+    loads.
+
+    Raises:
+        ValueError: an extension that names no format recfusion writes.
+    """
+    if out is None:
+        return None
+    if out.suffix.lower() not in OUT_FORMATS:
+        raise ValueError(f"--out {out}: write .csv, .parquet or .jsonl (.json: JSON lines), "
+                         f"not '{out.suffix or 'no extension'}'")  # fmt: skip
+    return OUT_FORMATS[out.suffix.lower()]
+
+
+def _write_answer(answer: pd.DataFrame, out: Path | None, out_format: str | None) -> int:
+    """Prints the answer table, or writes it to `out` in `out_format`."""
+    if out is None:
         sys.stdout.write(answer.to_string(index=False) + "\n")
+        return 0
+    if out_format == "parquet":
+        answer.to_parquet(out, index=False)
+    elif out_format == "jsonl":
+        answer.to_json(out, orient="records", lines=True)
+    else:
+        answer.to_csv(out, index=False)
+    sys.stdout.write(f"{len(answer)} rows written to {out}\n")
     return 0
 
 
@@ -110,9 +135,10 @@ def _search(args: argparse.Namespace) -> int:
             'give a query: recfusion search "waterproof boots" [--user ID] '
             "(recommendations without a query: recfusion recommend --user ID)"
         )
+    out_format = answer_format(args.out)
     request = pd.DataFrame({"user_id": [args.user or ANONYMOUS], "k": [args.k],
                             "query": [args.query]})  # fmt: skip
-    return _write_answer(load_model(args.model, args.params).predict(request), args.out)
+    return _write_answer(load_model(args.model, args.params).predict(request), args.out, out_format)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,7 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=WORKSPACE,
                    help="'workspace' (the pipeline's outputs here) or an MLflow model URI such "
                         "as models:/recfusion@production")  # fmt: skip
-    p.add_argument("--out", type=Path, help="write CSV here instead of printing")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="write the answer here (.csv, .parquet or .jsonl) instead of printing",
+    )
     p.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
     p.set_defaults(func=_recommend)
     p = sub.add_parser("search", help="hybrid product search with reasons")
@@ -143,7 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", help="the searching user's id (personalises the order)")
     p.add_argument("--k", type=int, default=10, help="results")
     p.add_argument("--model", default=WORKSPACE, help="as for recommend")
-    p.add_argument("--out", type=Path, help="write CSV here instead of printing")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="write the answer here (.csv, .parquet or .jsonl) instead of printing",
+    )
     p.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
     p.set_defaults(func=_search)
     p = sub.add_parser("registry", help="the model registry: list, history, promote, rollback")

@@ -80,3 +80,23 @@ def test_slices_and_gap_skip_tiny_groups() -> None:
     per = slice_ndcg_per_user(ranked, relevant, masks, tail, 2)
     assert per["g=a"].tolist() == [1.0] * n and per["g=b"].tolist() == [0.0] * n
     assert per["g=tiny"].tolist() == [1.0] and per["long_tail_items"].tolist() == [0.0] * n
+
+
+def test_items_without_a_brand_are_not_capped_as_one_brand(tiny_tables) -> None:
+    """A missing brand is no brand: on a catalogue without brands (MovieLens, files without a
+    brand column) the prepared brand index is 0 for every item, and the cascade's cap per brand
+    leaves the list whole instead of keeping `max_per_brand` items."""
+    from recfusion.models.inputs import Vocabularies, build_catalog
+    from recfusion.stages import prepare
+    from tests.conftest import repo_config
+
+    cfg = repo_config()
+    tables = {**tiny_tables, "items": tiny_tables["items"].assign(brand=None)}
+    p = prepare.run(cfg, tables)
+    assert p.vocabularies["brand"] == []
+    catalog = build_catalog(p.items, Vocabularies.from_lists(p.vocabularies), 4)
+    assert (catalog.brand == 0).all()
+    emb = np.eye(4)
+    out = mmr_rerank(cands(), np.array([[4.0, 3.0, 2.0, 1.0]]), emb, catalog.brand[:4], 4,
+                     diversity=0.0, max_per_brand=1)  # fmt: skip
+    assert out.tolist() == [[0, 1, 2, 3]]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
+import pytest
+
 from recfusion import cli
 from recfusion.orchestration.dvc_stage import pipeline_stages
 from tests.conftest import PARAMS
@@ -72,3 +75,28 @@ def test_stage_commands_find_recfusion_without_an_activated_venv() -> None:
     env = {**os.environ, "PATH": os.pathsep.join(["/usr/bin", "/bin"])}
     proc = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, f"run 'make setup' (it installs the path hook):\n{proc.stderr}"
+
+
+@pytest.mark.parametrize(
+    ("name", "read"),
+    [
+        ("recs.csv", pd.read_csv),
+        ("recs.parquet", pd.read_parquet),
+        ("recs.jsonl", lambda p: pd.read_json(p, lines=True)),
+        ("recs.json", lambda p: pd.read_json(p, lines=True)),
+    ],
+)
+def test_out_writes_the_format_its_extension_names(tmp_path, capsys, name, read) -> None:
+    answer = pd.DataFrame({"user_id": ["u1", "u1"], "rank": [1, 2], "item_id": ["i9", "i3"],
+                           "score": [0.5, 0.25], "reason": ["because", "also"]})  # fmt: skip
+    out = tmp_path / name
+    assert cli._write_answer(answer, out, cli.answer_format(out)) == 0
+    pd.testing.assert_frame_equal(read(out), answer)
+    assert "2 rows written" in capsys.readouterr().out
+
+
+def test_out_with_an_unknown_extension_is_refused_before_loading_a_model(caplog) -> None:
+    args = ["recommend", "--user", "u1", "--out", "recs.xlsx",
+            "--model", "models:/no-such-model@production"]  # fmt: skip
+    assert cli.main(args) == 2
+    assert "--out recs.xlsx: write .csv, .parquet or .jsonl" in caplog.text

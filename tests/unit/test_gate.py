@@ -78,3 +78,29 @@ def test_a_drop_within_the_limit_passes_whatever_its_interval() -> None:
     d = decide({"ndcg@10": 0.115}, {"ndcg@10": 0.12}, policy, OK, None, None, None,
                {"ndcg@10": (-0.009, -0.001)})  # fmt: skip
     assert d.passed
+
+
+MALFORMED = "malformed answer: columns [...], short lists ['u1']"
+
+
+@pytest.mark.parametrize(
+    ("infra", "expected"),
+    [
+        (OK, [("loads in a fresh process", True, "ok"), ("answers a sample request", True, "ok"),
+              ("latency", True, "20.0 ms vs budget 100.0 ms")]),
+        # loaded, but the answer was malformed: loading passed, the answer failed with the
+        # probe's reason (once), and no latency was measured
+        (Infra(True, False, float("inf"), MALFORMED),
+         [("loads in a fresh process", True, "ok"),
+          ("answers a sample request", False, MALFORMED),
+          ("latency", False, "not measured: no well-formed answer")]),
+        (Infra(False, False, float("inf"), "load failed: ImportError: x"),
+         [("loads in a fresh process", False, "load failed: ImportError: x"),
+          ("answers a sample request", False, "not tried: the model did not load"),
+          ("latency", False, "not measured: no well-formed answer")]),
+    ],
+)  # fmt: skip
+def test_a_failed_probe_reads_as_a_failure_with_its_reason_once(infra, expected) -> None:
+    checks = decide({"ndcg@10": 0.10}, None, POLICY, infra).checks[-3:]
+    assert [(c.name, c.passed, c.detail) for c in checks] == expected
+    assert "inf" not in " ".join(c.detail for c in checks)

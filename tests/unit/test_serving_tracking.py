@@ -82,6 +82,7 @@ def test_flat_params_cover_every_section() -> None:
     params = flat_params(cfg)
     assert params["fusion.method"] == cfg.fusion.method
     assert params["registry.gate.floors.ndcg_at_10"] == str(cfg.registry.gate.floors["ndcg@10"])
+    assert params["evaluate.ks"] == str(list(cfg.evaluate.ks))  # logged as in params.yaml: [5, ...]
     assert {k.split(".")[0] for k in params} >= {"seed", "ingest", "train", "registry", "serving"}
 
 
@@ -102,3 +103,32 @@ stages:
 """)
     assert lock_hashes(lock) == {"data/prepared": "abc.dir", "models/fusion": "def.dir"}
     assert lock_hashes(tmp_path / "none.lock") == {}
+
+
+def test_lineage_is_dirty_only_when_code_or_params_differ_from_the_commit(tmp_path) -> None:
+    """A fresh clone after `make run` is clean: the run rewrites dvc.lock and reports/, which are
+    the pipeline's outputs; an edited params.yaml or source file is dirty."""
+    import subprocess
+
+    from recfusion.registry.tracking import lineage_tags
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                       check=True, capture_output=True)  # fmt: skip
+
+    for name in ("params.yaml", "reports/metrics.json", "src/code.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("a\n")
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "c")
+    cfg = repo_config()
+    assert lineage_tags(tmp_path, cfg, None)["git.dirty"] == "false"
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\nstages: {}  # rewritten by a run\n")
+    (tmp_path / "reports/metrics.json").write_text("b\n")
+    assert lineage_tags(tmp_path, cfg, None)["git.dirty"] == "false"
+    for name in ("params.yaml", "src/code.py"):
+        (tmp_path / name).write_text("b\n")
+        assert lineage_tags(tmp_path, cfg, None)["git.dirty"] == "true", name
+        (tmp_path / name).write_text("a\n")

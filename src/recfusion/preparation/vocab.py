@@ -14,6 +14,8 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from recfusion.preparation.clean import UNKNOWN
+
 TOKEN_RE = re.compile(r"[a-z0-9]+")
 
 
@@ -94,7 +96,9 @@ def build_vocabularies(
         "user_id": build_vocab(train_events["user_id"]),
         "item_id": build_vocab(train_events["item_id"]),
         "category": build_vocab(lv for c in items["category"] for lv in category_levels(c)),
-        "brand": build_vocab(items["brand"].astype(str)),
+        # a missing brand is no brand: the fill token stays out, so it maps to index 0, which
+        # no brand rule (the cascade's cap per brand) counts as a brand
+        "brand": build_vocab(b for b in items["brand"].astype(str) if b != UNKNOWN),
         "token": build_vocab(
             (t for text in item_text(items) for t in tokenize(text)), min_count=min_token_count
         ),

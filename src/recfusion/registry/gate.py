@@ -95,11 +95,26 @@ def decide(
             detail = ("no bootstrap interval given" if gain_interval is None else
                       f"interval [{gain_interval[0]:+.4f}, {gain_interval[1]:+.4f}]")  # fmt: skip
             checks.append(Check("significant gain", ok, detail))
-    checks.append(Check("loads in a fresh process", infra.loads, infra.error or "ok"))
-    checks.append(Check("answers a sample request", infra.answers, infra.error or "ok"))
-    checks.append(Check("latency", infra.answers and infra.latency_ms <= policy.latency_budget_ms,
-                        f"{infra.latency_ms:.1f} ms vs budget {policy.latency_budget_ms:.1f} ms"))  # fmt: skip
+    checks += infra_checks(infra, policy.latency_budget_ms)
     return Decision(all(c.passed for c in checks), checks)
+
+
+def infra_checks(infra: Infra, budget_ms: float) -> list[Check]:
+    """Load, answer and latency checks; the probe's error is told once, at the step that
+    failed, and the steps after it say they were not reached."""
+    loads = Check("loads in a fresh process", infra.loads,
+                  "ok" if infra.loads else infra.error or "failed")  # fmt: skip
+    if not infra.loads:
+        answers = Check("answers a sample request", False, "not tried: the model did not load")
+    else:
+        answers = Check("answers a sample request", infra.answers,
+                        "ok" if infra.answers else infra.error or "failed")  # fmt: skip
+    if not infra.answers:
+        latency = Check("latency", False, "not measured: no well-formed answer")
+    else:
+        latency = Check("latency", infra.latency_ms <= budget_ms,
+                        f"{infra.latency_ms:.1f} ms vs budget {budget_ms:.1f} ms")  # fmt: skip
+    return [loads, answers, latency]
 
 
 def _drop_check(name: str, new: float, old: float, allowed: float, policy: GatePolicy,

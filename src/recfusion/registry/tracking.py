@@ -112,6 +112,9 @@ def run_metrics(report: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
+PIPELINE_OUTPUTS_IN_GIT = ("dvc.lock", "reports")  # what `dvc repro` rewrites in the git tree
+
+
 def _git(root: Path, *args: str) -> str:
     try:
         done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
@@ -137,7 +140,10 @@ def lock_hashes(lock_file: Path) -> dict[str, str]:
 def lineage_tags(root: Path, cfg: Config, validation: Mapping[str, Any] | None) -> dict[str, str]:
     """Tags tying a run and a model version to code, data, validation and orchestration."""
     commit = _git(root, "rev-parse", "HEAD")
-    dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no"))
+    # code or params that differ from the commit; the pipeline's own outputs kept in git
+    # (dvc.lock, reports/) change with every run and say nothing about the code that ran
+    dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no", "--", ".",
+                      *(f":(exclude){p}" for p in PIPELINE_OUTPUTS_IN_GIT)))  # fmt: skip
     tags = {
         "git.commit": commit or "unknown",
         "git.dirty": str(dirty).lower(),
