@@ -34,7 +34,25 @@ def tiny_tables(tiny_cfg: Config) -> dict[str, pd.DataFrame]:
 @pytest.fixture(scope="session")
 def trained_workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str], str]:
     """The repository at the tiny size with every stage before `register` run once a session
-    (tests/workspace.py); copy it with `copy_workspace` before changing anything in it."""
-    from tests.workspace import trained_snapshot
+    (tests/workspace.py); copy it with `copy_workspace` before changing anything in it.
 
-    return trained_snapshot(tmp_path_factory.mktemp("trained"))
+    Under pytest-xdist (`make test` runs two workers) the first worker to ask builds it and the
+    other waits for it and reuses it: xdist's recipe for a session fixture that runs once."""
+    import json
+    import os
+
+    from filelock import FileLock
+
+    from tests.workspace import tool_env, trained_snapshot
+
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return trained_snapshot(tmp_path_factory.mktemp("trained"))
+    shared = tmp_path_factory.getbasetemp().parent  # the same folder for every worker
+    with FileLock(str(shared / "trained.lock")):
+        record = shared / "trained.json"
+        if record.is_file():
+            built = json.loads(record.read_text())
+            return Path(built["dest"]), tool_env(), built["output"]
+        dest, env, output = trained_snapshot(shared / "trained")
+        record.write_text(json.dumps({"dest": str(dest), "output": output}))
+        return dest, env, output
