@@ -4,7 +4,9 @@ recfusion config [--params params.yaml]     check params.yaml and print the type
 recfusion stage NAME [--params params.yaml] run one pipeline stage (what dvc.yaml calls)
 recfusion stages                            list the stages
 recfusion recommend --user ID | --users FILE --k N [--model URI] [--out FILE]
-                                            recommendations from the workspace or a registry URI
+                    [--exclude FILE] [--history train,val]
+                                            recommendations from the workspace or a registry URI;
+                                            --history scores a held-out split offline
 recfusion search "QUERY" [--user ID] [--k N] [--model URI] [--out FILE]
                                             hybrid search, personalised when the user is known
 recfusion registry list | history           registered versions; every alias move
@@ -30,7 +32,13 @@ from recfusion.orchestration.dvc_stage import pipeline_stages
 from recfusion.registry import moves
 from recfusion.registry.moves import RegistryError, format_table
 from recfusion.registry.tracking import TrackingUnavailable, connect
-from recfusion.serving.loading import WORKSPACE, load_model, read_user_ids
+from recfusion.serving.loading import (
+    WORKSPACE,
+    load_model,
+    parse_history,
+    read_exclusions,
+    read_user_ids,
+)
 from recfusion.stages.entry import guarded
 
 ANONYMOUS = "anonymous"  # the user id of a search without --user (never a known user)
@@ -90,9 +98,16 @@ def _recommend(args: argparse.Namespace) -> int:
     if (args.user is None) == (args.users is None):
         raise ValueError("give exactly one of --user ID or --users FILE (one user id per line)")
     out_format = answer_format(args.out)
+    history = parse_history(args.history) if args.history else None
     users = [args.user] if args.user else read_user_ids(args.users)
-    request = pd.DataFrame({"user_id": users, "k": args.k})
-    return _write_answer(load_model(args.model, args.params).predict(request), args.out, out_format)
+    exclude = read_exclusions(args.exclude) if args.exclude else {}
+    request = pd.DataFrame({"user_id": users, "k": args.k,
+                            "exclude": [exclude.get(u, []) for u in users]})  # fmt: skip
+    model = load_model(args.model, args.params, history)
+    if history:  # say what the lists know: later events are neither used nor excluded
+        known = "+".join(getattr(model, "history", history))
+        sys.stderr.write(f"users known by their {known} events\n")
+    return _write_answer(model.predict(request), args.out, out_format)
 
 
 # --out FILE: the format its extension names
@@ -166,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="write the answer here (.csv, .parquet or .jsonl) instead of printing",
     )
+    p.add_argument("--exclude", type=Path,
+                   help="items not to recommend, per user: a CSV or Parquet table with columns "
+                        "user_id, item_id")  # fmt: skip
+    p.add_argument("--history",
+                   help="know users by these splits only, e.g. train,val to score the test split "
+                        "offline (default: every split, as the served model does)")  # fmt: skip
     p.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
     p.set_defaults(func=_recommend)
     p = sub.add_parser("search", help="hybrid product search with reasons")

@@ -58,6 +58,22 @@ def test_repro_runs_every_stage_then_nothing(workspace, trained_workspace) -> No
     assert "Search on held-out queries" in html
     found = recfusion(["search", "leather boots", "--k", "3"], dest, env)
     assert len(re.findall(r"^\s*anonymous\s+[123]\s+i\d+", found, re.M)) == 3, found
+    # offline scoring of the test split: users known by train + val, one item excluded by file
+    import pandas as pd
+
+    user = metrics["examples"][0]["user_id"]
+    offline = ["recommend", "--user", user, "--k", "5", "--history", "train,val"]
+    said = recfusion([*offline, "--out", str(dest / "a.parquet")], dest, env)
+    assert "users known by their train+val events" in said, said
+    first = pd.read_parquet(dest / "a.parquet")
+    assert first["rank"].tolist() == [1, 2, 3, 4, 5]
+    pd.DataFrame({"user_id": [user], "item_id": [first["item_id"][0]]}).to_csv(
+        dest / "exclude.csv", index=False
+    )
+    recfusion([*offline, "--exclude", str(dest / "exclude.csv"), "--out", str(dest / "b.csv")],
+              dest, env)  # fmt: skip
+    second = pd.read_csv(dest / "b.csv", dtype=str)
+    assert first["item_id"][0] not in set(second["item_id"]) and len(second) == 5
     # self-contained: nothing is loaded from elsewhere
     assert "src=" not in html and "<link" not in html and "href='http" not in html
     for name in ("users", "items", "events", "queries"):

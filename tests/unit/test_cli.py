@@ -100,3 +100,35 @@ def test_out_with_an_unknown_extension_is_refused_before_loading_a_model(caplog)
             "--model", "models:/no-such-model@production"]  # fmt: skip
     assert cli.main(args) == 2
     assert "--out recs.xlsx: write .csv, .parquet or .jsonl" in caplog.text
+
+
+def test_history_names_splits_once_each() -> None:
+    from recfusion.serving.loading import parse_history
+
+    assert parse_history("train,val") == ("train", "val")
+    assert parse_history(" train , val , test ") == ("train", "val", "test")
+    for bad in ("", "train,train", "train,holdout", ","):
+        with pytest.raises(ValueError, match="name splits once each"):
+            parse_history(bad)
+
+
+def test_exclusions_are_read_per_user_as_text(tmp_path) -> None:
+    from recfusion.data.io import DataFileError
+    from recfusion.serving.loading import read_exclusions
+
+    good = tmp_path / "ex.csv"
+    good.write_text("user_id,item_id\nu1,007\nu2,i3\nu1,i9\n")
+    assert read_exclusions(good) == {"u1": ["007", "i9"], "u2": ["i3"]}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user,item\nu1,i1\n")
+    with pytest.raises(DataFileError, match="needs columns user_id and item_id"):
+        read_exclusions(bad)
+    with pytest.raises(DataFileError, match="file not found"):
+        read_exclusions(tmp_path / "missing.csv")
+
+
+def test_bad_history_is_refused_before_loading_a_model(caplog) -> None:
+    args = ["recommend", "--user", "u1", "--history", "train,holdout",
+            "--model", "models:/no-such-model@production"]  # fmt: skip
+    assert cli.main(args) == 2
+    assert "--history 'train,holdout'" in caplog.text

@@ -3,13 +3,16 @@ outputs in this folder) or from an MLflow model URI (e.g. models:/recfusion@prod
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 import pandas as pd
 
 from recfusion.config import load_config
-from recfusion.data.io import DataFileError
+from recfusion.data.io import DataFileError, read_table
+from recfusion.data.schema import SPLITS
 
 WORKSPACE = "workspace"
 MAX_USERS_FILE_BYTES = 50_000_000
@@ -20,23 +23,34 @@ class Predictor(Protocol):
 
 
 class _WorkspaceModel:
-    def __init__(self, root: Path) -> None:
-        from recfusion.serving.recommender import Recommender
+    def __init__(self, root: Path, history: Sequence[str] | None,
+                 keep: tempfile.TemporaryDirectory | None = None) -> None:  # fmt: skip
+        from recfusion.serving.recommender import ALL_SPLITS, Recommender
 
-        self.recommender = Recommender.load(root)
+        self.recommender = Recommender.load(root, history or ALL_SPLITS)
+        self._keep = keep  # a downloaded model's folder lives as long as the model
 
     def predict(self, model_input: pd.DataFrame) -> pd.DataFrame:
         return self.recommender.recommend(model_input)
 
+    @property
+    def history(self) -> tuple[str, ...]:
+        """The splits the loaded recommender knows users by."""
+        return self.recommender.sources.history.splits
 
-def load_model(model: str, params: Path) -> Predictor:
+
+def load_model(model: str, params: Path, history: Sequence[str] | None = None) -> Predictor:
     """The recommender behind `model`: 'workspace' or an MLflow model URI.
+
+    Args:
+        history: the splits the recommender knows users by (None: every split, as served);
+            e.g. ("train", "val") to score the test split, whose items then stay recommendable.
 
     Raises:
         TrackingUnavailable: the tracking store of params.yaml cannot be reached.
     """
     if model == WORKSPACE:
-        return _WorkspaceModel(params.parent)
+        return _WorkspaceModel(params.parent, history)
     import mlflow
 
     from recfusion.registry.tracking import connect
@@ -45,7 +59,46 @@ def load_model(model: str, params: Path) -> Predictor:
     connect(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    return mlflow.pyfunc.load_model(model)
+    if history is None:
+        return mlflow.pyfunc.load_model(model)
+    from recfusion.serving.pyfunc import local_workspace
+
+    keep = tempfile.TemporaryDirectory(prefix="recfusion-model-")
+    return _WorkspaceModel(local_workspace(model, Path(keep.name)), history, keep)
+
+
+def parse_history(text: str) -> tuple[str, ...]:
+    """`--history train,val` -> ("train", "val").
+
+    Raises:
+        ValueError: an unknown or repeated split, or none.
+    """
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in SPLITS]
+    if not names or unknown or len(set(names)) != len(names):
+        raise ValueError(f"--history {text!r}: name splits once each, from {', '.join(SPLITS)} "
+                         "(e.g. --history train,val to score the test split)")  # fmt: skip
+    return names
+
+
+def read_exclusions(path: Path) -> dict[str, list[str]]:
+    """user_id -> item ids not to recommend them, from a CSV or Parquet table with columns
+    user_id and item_id (one row per user and item).
+
+    Raises:
+        DataFileError: the file is missing, unreadable, too large or lacks those columns.
+    """
+    if path.is_file() and path.stat().st_size > MAX_USERS_FILE_BYTES:
+        raise DataFileError(f"{path}: larger than {MAX_USERS_FILE_BYTES} bytes; split it")
+    if path.suffix.lower() in (".csv", ".tsv"):
+        table = read_table(path, dtype=str)  # ids stay text: "007" is not 7
+    else:
+        table = read_table(path)
+    missing = [c for c in ("user_id", "item_id") if c not in table.columns]
+    if missing:
+        raise DataFileError(f"{path}: needs columns user_id and item_id (missing {missing})")
+    table = table[["user_id", "item_id"]].dropna().astype(str)
+    return {str(u): g["item_id"].tolist() for u, g in table.groupby("user_id", sort=False)}
 
 
 def read_user_ids(path: Path) -> list[str]:
