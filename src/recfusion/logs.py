@@ -15,6 +15,8 @@ def setup_logging(level: str | None = None) -> None:
     )
     # GX logs its plugin registration at INFO; only its warnings help a reader
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    # absl (through TensorFlow's checkpoints) logs a "Sharding callback duration" line per save
+    logging.getLogger("absl").setLevel(logging.WARNING)
     # TensorFlow logs every SavedModel asset write at INFO, twice (absl and Python logging)
     tf_log = logging.getLogger("tensorflow")
     tf_log.setLevel(logging.WARNING)

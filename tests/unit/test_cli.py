@@ -132,3 +132,16 @@ def test_bad_history_is_refused_before_loading_a_model(caplog) -> None:
             "--model", "models:/no-such-model@production"]  # fmt: skip
     assert cli.main(args) == 2
     assert "--history 'train,holdout'" in caplog.text
+
+
+def test_tensorflow_loads_quietly_on_a_machine_without_a_gpu() -> None:
+    """Importing recfusion's TensorFlow set-up writes none of the native start-up notices (no
+    CUDA errors, no absl preamble, no oneDNN notice) to stderr, and lets other output through."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from recfusion.models.tf_setup import tf; "
+            "tf.constant(1.0); print('after', file=sys.stderr)")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "after\n", proc.stderr
