@@ -6,6 +6,10 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 # the stamp changes when the lock or the project metadata changes, so setup re-syncs only then
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
+# the reports' browser assets (npm), installed into the venv; see their rules below
+NPM_SPEC := src/recfusion/validation/npm
+ASSETS := $(VENV)/share/recfusion
+PLOTS_TEMPLATE := $(ASSETS)/dvc-plots.html
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 # no usage telemetry from MLflow or Prefect (and none attempted on an offline machine)
@@ -31,7 +35,8 @@ help:
 	@echo "make serve      serve models:/recfusion@production on http://127.0.0.1:5001"
 	@echo "make lock       re-resolve requirements.lock from pyproject.toml"
 
-setup: $(STAMP) $(VENV)/.path-hook
+setup: $(STAMP) $(VENV)/.path-hook $(PLOTS_TEMPLATE)
+	@grep -qs '^ *html_template' .dvc/config.local || $(BIN)/dvc config --local plots.html_template ../$(PLOTS_TEMPLATE)
 
 # dvc.yaml's stage commands run `python -m recfusion.stages.X`; this .pth line puts the venv's
 # bin first on PATH in every process the venv's Python starts, so `.venv/bin/dvc repro` works
@@ -50,6 +55,21 @@ $(STAMP): requirements.lock pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 	@echo "setup: $(VENV) is ready"
+
+# The browser assets the reports load (GX Data Docs, `dvc plots show`) at the versions GX's
+# templates name, from npm into the venv, so every page opens offline: the validate stages point
+# the Data Docs at copies of them, and `setup` names the plots page written from them as this
+# checkout's plots.html_template (in .dvc/config.local: the path is this machine's venv) (see
+# src/recfusion/validation/offline.py). npm ci re-installs only when the lock changes;
+# --legacy-peer-deps because GX pairs Bootstrap 4.3.1 with popper.js 1.12.9.
+$(ASSETS)/.installed: $(NPM_SPEC)/package.json $(NPM_SPEC)/package-lock.json | $(STAMP)
+	@command -v npm >/dev/null || { echo "error: npm not found; recfusion installs its reports' browser assets with it (apt-get install npm)"; exit 1; }
+	@mkdir -p $(ASSETS) && cp $(NPM_SPEC)/package.json $(NPM_SPEC)/package-lock.json $(ASSETS)/
+	cd $(ASSETS) && npm ci --ignore-scripts --legacy-peer-deps --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(PLOTS_TEMPLATE): $(ASSETS)/.installed src/recfusion/validation/offline.py | $(STAMP)
+	$(BIN)/python -m recfusion.validation.offline $@
 
 run: setup
 	$(BIN)/dvc repro

@@ -3,7 +3,7 @@
 Reads data/raw/ and expectations/{users,items,events,queries}.json; writes
 - reports/validation/raw/: Data Docs (index.html links every suite and run), summary.json and
   summary.html and summary.md (pass / fail per suite, failed expectations, observed values,
-  example bad rows; summary.html needs no network, unlike the Data Docs);
+  example bad rows; neither these pages nor the Data Docs need a network);
 - data/validated/<table>.parquet: the rows that go on;
 - data/quarantine/<table>.parquet: rows held back, with a `reason` column (quarantine mode);
 - reports/validation.json: DVC metrics (rows in / clean / quarantined per table).

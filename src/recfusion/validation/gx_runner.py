@@ -1,7 +1,8 @@
 """Runs expectation suites through GX Checkpoints whose action builds Data Docs.
 
 One in-memory GX context per run; its only persistent output is the Data Docs site under
-`docs_dir` (index.html, one page per suite and one per validation run), kept for review.
+`docs_dir` (index.html, one page per suite and one per validation run), kept for review. Each
+build is followed by `localize_site`, so the site loads no asset from a CDN and opens offline.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from recfusion.validation.offline import localize_site, node_modules
 from recfusion.validation.suites import Suite
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,10 @@ class GXValidator:
 
     Args:
         docs_dir: where the Data Docs site is written (created).
+
+    Raises:
+        FileNotFoundError: the browser assets the site is pointed at are not installed
+            (`make setup` installs them).
     """
 
     def __init__(self, docs_dir: Path) -> None:
@@ -67,6 +73,7 @@ class GXValidator:
         )
 
         self._gx = gx
+        self._assets = node_modules()  # before any work: the site must be able to go offline
         self.docs_dir = Path(docs_dir).resolve()
         self.docs_dir.mkdir(parents=True, exist_ok=True)
         config = DataContextConfig(
@@ -119,6 +126,8 @@ class GXValidator:
             )
         )
         result = checkpoint.run(batch_parameters={"dataframe": df})
+        # the action just rebuilt pages that load CDN assets: point them at local copies
+        localize_site(self.docs_dir, self._assets)
         outcomes = [_outcome(r) for run in result.run_results.values() for r in run.results]
         return SuiteOutcome(suite.name, bool(result.success), outcomes)
 

@@ -105,12 +105,8 @@ _STYLE = (
 
 
 def to_html(title: str, summary: dict[str, Any]) -> str:
-    """A self-contained page with the same content as `to_markdown`.
-
-    GX Data Docs load their styles and table scripts from public CDNs, so on an offline machine
-    their index shows no table; this page needs nothing from the network and links each suite's
-    Data Docs page.
-    """
+    """A self-contained page with the same content as `to_markdown`; it links each suite's
+    Data Docs page and, like them (see offline.py), needs nothing from the network."""
     e = html.escape
     verdict = (
         "PASSED" if summary["success"] else ("STOPPED" if summary["stopped"] else "QUARANTINED")
