@@ -153,8 +153,9 @@ def test_every_stage_runs_in_memory(tiny_tables, tiny_model_data, trained_retrie
 
     # evaluate: every source and method on the test users, and search on the test queries
     searcher = personalise(search.searcher, ranking.model, data, SEARCH_HISTORY)
+    about = evaluate.Provenance("abc123", False, "2026-06-01 12:00 UTC", "synthetic, size tiny")
     evaluation = evaluate.run(cfg, evaluate.EvaluateInputs(
-        prep, data, models, fused.fitted, searcher, prepared.queries, ranking.report))  # fmt: skip
+        prep, data, models, fused.fitted, searcher, prepared.queries, ranking.report, about))  # fmt: skip
     result = evaluation.result
     packaged = f"fusion:{cfg.fusion.method}"
     assert result["packaged"] == packaged and result["test_users"] > 0
@@ -169,7 +170,9 @@ def test_every_stage_runs_in_memory(tiny_tables, tiny_model_data, trained_retrie
     assert result["search"]["test_queries"] > 0 and "ranking_heads" in result
     assert evaluation.ks == sorted(cfg.evaluate.ks)
     evaluate.write_outputs(evaluation, tmp_path / "reports")
-    assert (tmp_path / "reports/evaluation.html").stat().st_size > 0
+    page = (tmp_path / "reports/evaluation.html").read_text()
+    assert "git abc123" in page and f"{packaged} (params.yaml fusion.method)" in page
+    assert "abc123" not in (tmp_path / "reports/metrics.json").read_text()
     assert (tmp_path / "reports/plots/slices.csv").is_file()
 
     # register's pure part: what it would log (no tracking store here)
@@ -178,7 +181,9 @@ def test_every_stage_runs_in_memory(tiny_tables, tiny_model_data, trained_retrie
     assert registration.params["fusion.method"] == cfg.fusion.method
     assert registration.metrics and all(np.isfinite(list(registration.metrics.values())))
     assert registration.tags["gx.success"] == "true"
-    assert f"method `{cfg.fusion.method}`" in registration.model_card
+    card = registration.model_card("7")
+    assert f"method `{cfg.fusion.method}`" in card
+    assert f"{cfg.registry.model_name} version 7" in card
     assert list(registration.input_example.columns) == ["user_id", "k", "query", "exclude"]
 
     # gate's pure part: the packaged recommender assembled from these parts, scored through its

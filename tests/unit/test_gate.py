@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from recfusion.registry.gate import GatePolicy, Infra, decide
+from recfusion.registry.gate import Check, Decision, GatePolicy, Infra, decide, next_step
 
 POLICY = GatePolicy(floors={"ndcg@10": 0.05}, max_drop={"ndcg@10": 0.01}, max_slice_drop=0.02,
                     require_significant_gain=False, latency_budget_ms=100.0)  # fmt: skip
@@ -104,3 +104,25 @@ def test_a_failed_probe_reads_as_a_failure_with_its_reason_once(infra, expected)
     checks = decide({"ndcg@10": 0.10}, None, POLICY, infra).checks[-3:]
     assert [(c.name, c.passed, c.detail) for c in checks] == expected
     assert "inf" not in " ".join(c.detail for c in checks)
+
+
+PASSED = Decision(True, [Check("latency", True, "20.0 ms vs budget 100.0 ms")])
+REJECTED = Decision(False, [Check("floor ndcg@10", False, "0.0400 vs floor 0.0500"),
+                            Check("latency", True, "20.0 ms vs budget 100.0 ms")])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("decision", "outcome", "says"),
+    [
+        (PASSED, "staging",
+         'then promote version 4: `recfusion registry promote 4 --to production --reason "reviewed gate.md"`'),
+        (PASSED, "production", "none: version 4 was promoted to production automatically"),
+        (REJECTED, "rejected",
+         "version 4 cannot be promoted as it stands (floor ndcg@10: 0.0400 vs floor 0.0500)."),
+    ],
+)  # fmt: skip
+def test_next_step_says_how_to_promote_or_why_not(decision, outcome, says) -> None:
+    step = next_step(decision, outcome, "4")
+    assert says in step
+    forced = "`recfusion registry promote 4 --to production --force --reason"
+    assert (forced in step) is (outcome == "rejected")  # the override only after a rejection

@@ -31,12 +31,40 @@ def evaluate_search(searcher: Searcher, queries: pd.DataFrame, data: ModelData,
     shown = []
     for n in range(min(examples, len(test))):
         items, _, why = searcher.search(test.texts[n], int(test.rows[n]), 5, np.array([], int))
-        shown.append({"query": test.texts[n], "clicked": str(data.catalog.titles[test.clicked[n]]),
-                      "results": [{"title": str(data.catalog.titles[i]), "reason": r}
-                                  for i, r in zip(items, why, strict=True)]})  # fmt: skip
+        clicked = int(test.clicked[n])
+        results = [
+            {
+                "item_id": str(data.catalog.item_ids[i]),
+                "title": str(data.catalog.titles[i]),
+                "reason": r,
+            }
+            for i, r in zip(items, why, strict=True)
+        ]
+        shown.append(
+            {
+                "query": test.texts[n],
+                "clicked": str(data.catalog.titles[clicked]),
+                "clicked_id": str(data.catalog.item_ids[clicked]),
+                "results": results,
+            }
+        )
     return {"test_queries": len(test), "test_queries_without_click": test.without_click,
             "personalised_users": int((test.rows >= 0).sum()), "variants": variants,
             "personalised_gain_over_lexical": gain, "examples": shown}  # fmt: skip
+
+
+def search_example(example: dict[str, Any]) -> str:
+    """One example query of the report: its results with their item ids and reasons, the
+    clicked item marked (or said to be missing from them)."""
+    clicked_id = example["clicked_id"]
+    missing = all(r["item_id"] != clicked_id for r in example["results"])
+    heading = (
+        f"<h3>'{html.escape(example['query'])}' <span class='note'>(clicked: "
+        f"{html.escape(example['clicked'])} <code>{html.escape(clicked_id)}</code>"
+        f"{', not among these results' if missing else ''})</span></h3>"
+    )
+    results = [{**r, "note": r["reason"]} for r in example["results"]]
+    return heading + html.item_list(results, clicked_id, "clicked")
 
 
 def search_section(result: dict[str, Any]) -> tuple[str, str]:
@@ -45,12 +73,7 @@ def search_section(result: dict[str, Any]) -> tuple[str, str]:
         return ("Search (held-out queries)", "<p>No labelled test queries in this data.</p>")
     table = html.table(result["variants"], ["ndcg@10", "mrr@10", "recall@10"])
     gain = result["personalised_gain_over_lexical"]
-    examples = "".join(
-        f"<h3>'{html.escape(ex['query'])}' <span class='note'>(clicked: "
-        f"{html.escape(ex['clicked'])})</span></h3><ol>"
-        + "".join(f"<li>{html.escape(r['title'])} <span class='note'>({html.escape(r['reason'])})"
-                  "</span></li>" for r in ex["results"]) + "</ol>"
-        for ex in result["examples"])  # fmt: skip
+    examples = "".join(search_example(ex) for ex in result["examples"])
     note = (f"<p class='note'>{result['test_queries']} test queries with a click "
             f"({result['test_queries_without_click']} without a click left out), "
             f"{result['personalised_users']} by known users. Personalised vs lexical NDCG@10: "

@@ -86,9 +86,10 @@ def decide(
                                       intervals.get(metric)))  # fmt: skip
         for name, old in (champion_slices or {}).items():
             if candidate_slices is None or name not in candidate_slices:
-                checks.append(Check(f"slice {name}", False, "missing from the candidate's report"))
+                missing = "missing from the candidate's report"
+                checks.append(Check(slice_check(name), False, missing))
                 continue
-            checks.append(_drop_check(f"slice {name}", candidate_slices[name], old,
+            checks.append(_drop_check(slice_check(name), candidate_slices[name], old,
                                       policy.max_slice_drop, policy, intervals.get(name)))  # fmt: skip
         if policy.require_significant_gain:
             ok = gain_interval is not None and gain_interval[0] > 0
@@ -97,6 +98,45 @@ def decide(
             checks.append(Check("significant gain", ok, detail))
     checks += infra_checks(infra, policy.latency_budget_ms)
     return Decision(all(c.passed for c in checks), checks)
+
+
+def slice_check(name: str) -> str:
+    """The name of the drop check of slice `name` (e.g. "slice gender=F")."""
+    return f"slice {name}"
+
+
+def promote_command(version: str, force: bool = False) -> str:
+    """The command that moves `version` to production by hand (`recfusion registry promote`);
+    `force` overrides a rejection, recorded with the reason."""
+    reason = "why the gate is overridden" if force else "reviewed gate.md"
+    return (
+        f"recfusion registry promote {version} --to production"
+        f'{" --force" if force else ""} --reason "{reason}"'
+    )
+
+
+def next_step(decision: Decision, outcome: str, version: str) -> str:
+    """What a person does after the gate: nothing after an automatic promotion, the promote
+    command after a pass, the reasons and the recorded override after a rejection.
+
+    Args:
+        outcome: where the version ended: "production", "staging" or "rejected".
+    """
+    if outcome == "production":
+        return (
+            f"none: version {version} was promoted to production automatically "
+            "(registry.gate.auto_promote: production)."
+        )
+    if decision.passed:
+        return (
+            f"review this report and reports/evaluation.html, then promote version {version}:"
+            f" `{promote_command(version)}`."
+        )
+    return (
+        f"version {version} cannot be promoted as it stands ({'; '.join(decision.reasons)})."
+        " Fix the cause and rerun the pipeline, or override the gate with a recorded reason:"
+        f" `{promote_command(version, force=True)}`."
+    )
 
 
 def infra_checks(infra: Infra, budget_ms: float) -> list[Check]:

@@ -137,15 +137,22 @@ def lock_hashes(lock_file: Path) -> dict[str, str]:
     return out
 
 
-def lineage_tags(root: Path, cfg: Config, validation: Mapping[str, Any] | None) -> dict[str, str]:
-    """Tags tying a run and a model version to code, data, validation and orchestration."""
+def git_state(root: Path) -> tuple[str, bool]:
+    """The commit checked out in `root` ("unknown" outside git) and whether code or params
+    differ from it (tracked files only)."""
     commit = _git(root, "rev-parse", "HEAD")
-    # code or params that differ from the commit; the pipeline's own outputs kept in git
-    # (dvc.lock, reports/) change with every run and say nothing about the code that ran
+    # the pipeline's own outputs kept in git (dvc.lock, reports/) change with every run and say
+    # nothing about the code that ran
     dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no", "--", ".",
                       *(f":(exclude){p}" for p in PIPELINE_OUTPUTS_IN_GIT)))  # fmt: skip
+    return commit or "unknown", dirty
+
+
+def lineage_tags(root: Path, cfg: Config, validation: Mapping[str, Any] | None) -> dict[str, str]:
+    """Tags tying a run and a model version to code, data, validation and orchestration."""
+    commit, dirty = git_state(root)
     tags = {
-        "git.commit": commit or "unknown",
+        "git.commit": commit,
         "git.dirty": str(dirty).lower(),
         "data.source": cfg.ingest.source,
         "data.version": "",

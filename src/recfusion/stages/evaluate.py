@@ -1,15 +1,17 @@
 """Stage `evaluate`: every candidate source and every fusion method on the same test users.
 
 Reads data/prepared/ (with the query log), models/ (retrieval, ranking, tags, fusion, search)
-and reports/ranking.json. The test period's sources see train + validation. Writes
+and reports/ranking.json; for the HTML report's header also the git state and
+data/raw/source.json. The test period's sources see train + validation. Writes
 - reports/metrics.json (DVC metrics): Recall, Precision, NDCG, MRR, MAP and hit rate at each
   k of `evaluate.ks`; coverage, intra-list diversity, novelty and long-tail share at 10; NDCG@10
   per slice (cold / warm users, gender, age band, long-tail items) with the gap between groups;
   a paired bootstrap interval of each fusion method against the best single source; the ranking
   heads' test metrics;
 - reports/plots/ndcg_at_k.csv and reports/plots/slices.csv (DVC plots);
-- reports/evaluation.html, a self-contained page with the tables, plots and example
-  recommendations with their reasons;
+- reports/evaluation.html, a self-contained page with a header (commit, date, data source, the
+  packaged method and why it ships), the tables, plots and example recommendations with their
+  reasons; the header's date and commit stay out of metrics.json, which stays reproducible;
 - search: NDCG@10, MRR@10 and Recall@10 of lexical (BM25), semantic (query tower), hybrid and
   personalised search on the test-split queries (models/search/), in both files.
 """
@@ -19,14 +21,16 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from recfusion.config import Config
+from recfusion.config import Config, FusionConfig
 from recfusion.data.io import read_json, read_table, write_json
+from recfusion.data.schema import TABLES
 from recfusion.evaluation import html
 from recfusion.evaluation.beyond import (
     coverage,
@@ -43,11 +47,23 @@ from recfusion.fusion.fused import FittedFusion, rank_all, reasons
 from recfusion.fusion.period import Period
 from recfusion.metrics.ranking import ndcg_per_user, paired_bootstrap, ranking_metrics
 from recfusion.models.dataset import ModelData, PreparedData, build_model_data, read_prepared
-from recfusion.paths import MODELS_DIR, PREPARED_DIR, REPORTS_DIR
+from recfusion.paths import MODELS_DIR, PREPARED_DIR, RAW_DIR, REPORTS_DIR
+from recfusion.registry.tracking import git_state
 from recfusion.search.searcher import Searcher, load_searcher
 from recfusion.stages.entry import guarded, stage_config
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What the report's header says about this run. Only the HTML shows it: in metrics.json a
+    date or commit would make every run's metrics differ."""
+
+    commit: str  # git HEAD ("unknown" outside git)
+    dirty: bool  # code or params differ from the commit (registry.tracking.git_state's rule)
+    evaluated_at: str  # when the stage read its inputs, UTC
+    data_source: str  # data/raw/source.json described (`describe_source`)
 
 
 @dataclass(frozen=True)
@@ -59,6 +75,7 @@ class EvaluateInputs:
     searcher: Searcher  # train_search's, personalised for users known by SEARCH_HISTORY
     queries: pd.DataFrame  # the prepared query log, with its split column
     ranking_report: dict | None  # reports/ranking.json, when train_ranking wrote one
+    provenance: Provenance  # commit, date and data source, for the HTML report's header
 
 
 @dataclass(frozen=True)
@@ -66,6 +83,7 @@ class Evaluation:
     result: dict[str, Any]  # reports/metrics.json
     ranking_report: dict | None  # the ranking heads' section of the HTML report
     ks: list[int]  # evaluate.ks, sorted
+    header: str  # the HTML report's header: what was evaluated, and why the packaged method
 
 
 def evaluate_all(cfg: Config, prepared: PreparedData, data: ModelData, test: Period,
@@ -136,7 +154,74 @@ def write_plots(result: dict, ks: list[int], folder: Path) -> None:
     wide.to_csv(folder / "slices.csv", index=False)
 
 
-def write_html(result: dict, ranking: dict | None, ks: list[int], path: Path) -> None:
+def schema_order(table: str) -> tuple[int, str]:
+    """Tables in the schema's order (users, items, events, queries), others after by name."""
+    return (TABLES.index(table) if table in TABLES else len(TABLES), table)
+
+
+def describe_source(info: dict[str, Any] | None) -> str:
+    """data/raw/source.json in one line: the source, its text settings (size, paths), the seed
+    and the row counts; "unknown" without one."""
+    if not info:
+        return "unknown (no data/raw/source.json)"
+    settings = [f"{k} {v}" for k, v in info.get("params", {}).items() if isinstance(v, str)]
+    head = ", ".join([str(info.get("source", "unknown")), *settings, f"seed {info.get('seed')}"])
+    counts = info.get("rows", {})
+    rows = ", ".join(f"{counts[t]:,} {t}" for t in sorted(counts, key=schema_order))
+    return f"{head}: {rows}" if rows else head
+
+
+def why_packaged(fusion: FusionConfig, result: dict[str, Any]) -> str:
+    """Why the packaged method ships, and what it costs when another source or method has the
+    higher test NDCG@10."""
+    m, packaged = result["methods"], result["packaged"]
+    top = max(m, key=lambda n: m[n]["ndcg@10"])
+    if m[top]["ndcg@10"] <= m[packaged]["ndcg@10"]:
+        return f"{packaged} has the highest test NDCG@10 of every source and fusion method."
+    out = (
+        f"{top} scored a higher test NDCG@10 than the packaged {packaged} "
+        f"({m[top]['ndcg@10']:.4f} vs {m[packaged]['ndcg@10']:.4f}). The packaged method is "
+        f"chosen in params.yaml (fusion.method: {fusion.method}), not by this evaluation."
+    )
+    if fusion.method == "cascade" and "fusion:stacking" in m:
+        stack, c = m["fusion:stacking"], m[packaged]
+        cap = fusion.cascade.max_per_brand
+        brands = f"at most {cap} items of one brand" if cap else "no brand cap"
+        out += (
+            " The cascade takes the stacker's order (fusion:stacking) and applies business rules "
+            "(no out-of-stock items; no items the user already bought, which every method here "
+            f"excludes anyway; {brands}) and MMR diversity ({fusion.cascade.diversity:g}): "
+            f"NDCG@10 {stack['ndcg@10']:.4f} -> {c['ndcg@10']:.4f}, intra-list diversity@10 "
+            f"{stack['diversity@10']:.4f} -> {c['diversity@10']:.4f}."
+        )
+    if top.startswith("fusion:"):
+        out += f" To ship {top} instead, set fusion.method: {top.split(':', 1)[1]} and rerun."
+    return out
+
+
+def report_header(fusion: FusionConfig, result: dict[str, Any], about: Provenance) -> str:
+    """The HTML report's header: what was evaluated (code, date, data, the packaged method) and
+    why that method ships. The model version is not known yet: `register` assigns it."""
+    code = f"git {about.commit}"
+    if about.dirty:
+        code += " with uncommitted changes to code or params"
+    rows = {
+        "model version": "assigned by stage register, after this report (reports/model_card.md "
+        "and reports/gate.md name it)",
+        "code": code,
+        "evaluated": about.evaluated_at,
+        "data": about.data_source,
+        "packaged method": f"{result['packaged']} (params.yaml fusion.method)",
+    }
+    cells = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows.items()
+    )
+    return (
+        f"<table class='header'>{cells}</table><p>{html.escape(why_packaged(fusion, result))}</p>"
+    )
+
+
+def write_html(result: dict, ranking: dict | None, ks: list[int], header: str, path: Path) -> None:
     m = result["methods"]
     cols = [f"{metric}@10" for metric in ("ndcg", "recall", "precision", "mrr", "map", "hit")]
     beyond = ["coverage@10", "diversity@10", "novelty@10", "long_tail_share@10"]
@@ -151,28 +236,38 @@ def write_html(result: dict, ranking: dict | None, ks: list[int], path: Path) ->
                 for g, v in s["groups"].items():
                     slice_rows.setdefault(f"{attribute}: {g}", {})[name] = v
                 slice_rows.setdefault(f"{attribute}: gap", {})[name] = s["gap"]
+    slice_bars = {
+        name: {k: v[name] for k, v in slice_rows.items() if name in v and not k.endswith("gap")}
+        for name in (packaged, best)
+    }
     boot = {n: {"mean diff": b["mean_diff"], "95% low": b["ci_low"], "95% high": b["ci_high"]}
             for n, b in result["bootstrap_vs_best_source"].items()}  # fmt: skip
     examples = "".join(
-        f"<h3>user {html.escape(ex['user_id'])}</h3><ol>" + "".join(
-            f"<li>{html.escape(r['title'] or r['item_id'])} <span class='note'>({html.escape(r['source'])}"
-            f": {html.escape(r['reason'])})</span></li>" for r in ex["recommendations"]) + "</ol>"
-        for ex in result["examples"])  # fmt: skip
+        f"<h3>user {html.escape(ex['user_id'])}</h3>"
+        + html.item_list(
+            [{**r, "note": f"{r['source']}: {r['reason']}"} for r in ex["recommendations"]]
+        )
+        for ex in result["examples"]
+    )
     sections = [
         ("Ranking quality at 10", html.table({n: m[n] for n in m}, cols)),
         (f"NDCG@k for k in {ks}", html.line_chart(series, "k", "NDCG@k")),
         ("Beyond accuracy at 10", html.table({n: m[n] for n in m}, beyond)),
         (f"NDCG@10 by slice: {packaged} vs the best single source {best}",
-         html.table(slice_rows, [packaged, best])
-         + html.bar_chart({k: v.get(packaged, float("nan")) for k, v in slice_rows.items()
-                           if not k.endswith("gap")})),
+         "<p class='note'>The better of the two in each row is highlighted (the smaller gap: a "
+         "gap is the largest difference between groups of at least 20 users).</p>"
+         + html.table(slice_rows, [packaged, best], best_in="row")
+         + html.bar_chart(slice_bars)),
         (f"Paired bootstrap of NDCG@10 against {best} ({result['test_users']} users)",
          html.table(boot, ["mean diff", "95% low", "95% high"])),
     ]  # fmt: skip
     if ranking:
-        heads = {h: {k: v for k, v in r.items() if isinstance(v, float)}
-                 for h, r in ranking.get("heads", {}).items()}  # fmt: skip
-        keys = ["auc", "log_loss", "accuracy", "precision", "recall", "f1", "rmse", "mae"]
+        heads: dict[str, dict[str, float]] = {}
+        for h, r in ranking.get("heads", {}).items():
+            heads[h] = {k: v for k, v in r.items() if isinstance(v, float)}
+            if "calibration" in r:  # expected calibration error, lower is better
+                heads[h]["ece"] = r["calibration"]["ece"]
+        keys = ["auc", "log_loss", "ece", "accuracy", "precision", "recall", "f1", "rmse", "mae"]
         present = [k for k in keys if any(k in h for h in heads.values())]
         sections.append(("Ranking model heads (test split)", html.table(heads, present)))
     if "search" in result:
@@ -180,14 +275,27 @@ def write_html(result: dict, ranking: dict | None, ks: list[int], path: Path) ->
     sections.append((f"Example recommendations of {packaged}, with reasons", examples))
     note = (
         f"{result['test_users']} test users; each user's train and validation items are "
-        "excluded from the rankings. Sources and methods are ranked on the same users."
+        "excluded from the rankings. Sources and methods are ranked on the same users. "
+        "Highlighted: the best value of each column (the smallest where lower is better: log "
+        "loss, calibration error, RMSE, MAE, gaps)."
     )
-    path.write_text(html.page("recfusion evaluation", sections, note), encoding="utf-8")
+    path.write_text(html.page("recfusion evaluation", sections, note, header), encoding="utf-8")
+
+
+def read_provenance(root: Path, raw_dir: Path) -> Provenance:
+    """The commit checked out in `root`, the time now and `raw_dir`'s source.json."""
+    commit, dirty = git_state(root)
+    source = raw_dir / "source.json"
+    info = read_json(source) if source.is_file() else None
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return Provenance(commit, dirty, now, describe_source(info))
 
 
 def read_inputs(cfg: Config, prepared_dir: Path = PREPARED_DIR, models_dir: Path = MODELS_DIR,
-                reports_dir: Path = REPORTS_DIR) -> EvaluateInputs:  # fmt: skip
-    """The prepared data, every model in `models_dir` and train_ranking's report.
+                reports_dir: Path = REPORTS_DIR, raw_dir: Path = RAW_DIR,
+                root: Path = Path(".")) -> EvaluateInputs:  # fmt: skip
+    """The prepared data, every model in `models_dir`, train_ranking's report and, for the
+    report's header, the git state of `root` and the source description in `raw_dir`.
 
     Raises:
         ValueError: a model was trained on another catalogue.
@@ -201,7 +309,8 @@ def read_inputs(cfg: Config, prepared_dir: Path = PREPARED_DIR, models_dir: Path
     searcher = load_searcher(models_dir / "search", models.ranking, data, models.retrieval,
                              SEARCH_HISTORY)  # fmt: skip
     queries = read_table(prepared_dir / "queries.parquet")
-    return EvaluateInputs(prepared, data, models, fusion, searcher, queries, ranking)
+    return EvaluateInputs(prepared, data, models, fusion, searcher, queries, ranking,
+                          read_provenance(root, raw_dir))  # fmt: skip
 
 
 def run(cfg: Config, inputs: EvaluateInputs) -> Evaluation:
@@ -215,14 +324,15 @@ def run(cfg: Config, inputs: EvaluateInputs) -> Evaluation:
         result["ranking_heads"] = {h: {k: v for k, v in r.items() if k != "calibration"}
                                    for h, r in ranking["heads"].items()}  # fmt: skip
     result["search"] = evaluate_search(inputs.searcher, inputs.queries, data)
-    return Evaluation(result, ranking, sorted(cfg.evaluate.ks))
+    header = report_header(cfg.fusion, result, inputs.provenance)
+    return Evaluation(result, ranking, sorted(cfg.evaluate.ks), header)
 
 
 def write_outputs(evaluation: Evaluation, reports_dir: Path = REPORTS_DIR) -> None:
     """reports/metrics.json, reports/plots/*.csv and reports/evaluation.html."""
     write_json(evaluation.result, reports_dir / "metrics.json")
     write_plots(evaluation.result, evaluation.ks, reports_dir / "plots")
-    write_html(evaluation.result, evaluation.ranking_report, evaluation.ks,
+    write_html(evaluation.result, evaluation.ranking_report, evaluation.ks, evaluation.header,
                reports_dir / "evaluation.html")  # fmt: skip
 
 

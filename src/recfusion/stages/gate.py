@@ -29,10 +29,19 @@ from mlflow import MlflowClient
 
 from recfusion.config import Config, RegistryConfig
 from recfusion.data.io import read_json, write_json
+from recfusion.evaluation.metric_names import ordered, slice_label
 from recfusion.metrics.ranking import paired_bootstrap
 from recfusion.models.dataset import build_model_data, read_prepared
 from recfusion.paths import PREPARED_DIR, REPORTS_DIR
-from recfusion.registry.gate import Check, Decision, GatePolicy, Infra, decide
+from recfusion.registry.gate import (
+    Check,
+    Decision,
+    GatePolicy,
+    Infra,
+    decide,
+    next_step,
+    slice_check,
+)
 from recfusion.registry.moves import holder, promote, reject
 from recfusion.registry.tracking import TrackingUnavailable, connect, metric_name
 from recfusion.serving.probe import probe
@@ -94,18 +103,25 @@ def drop_intervals(cand: Scores, champ: Scores, metrics: set[str], samples: int,
 
 
 def gate_report(name: str, version: str, champion: str | None, decision: Decision,
-                cand: Scores, champ: Scores | None) -> str:  # fmt: skip
-    """The Markdown gate report: the outcome, every check, the metrics side by side."""
+                outcome: str, cand: Scores, champ: Scores | None) -> str:  # fmt: skip
+    """The Markdown gate report: the outcome and the next step, every check, the metrics side
+    by side (in `metric_names.ordered` order, then the slices, each named with its metric)."""
     verdict = "PASSED" if decision.passed else "REJECTED"
     lines = [f"# Gate: {name} version {version} {verdict}", "",
              f"Champion: {'version ' + champion if champion else 'none (first model)'}", "",
+             f"**Next step**: {next_step(decision, outcome, version)}", "",
              "| check | result | detail |", "|---|---|---|"]  # fmt: skip
-    lines += [f"| {c.name} | {'pass' if c.passed else 'FAIL'} | {c.detail} |"
+    slices = [*cand.slices, *(champ.slices if champ else {})]
+    labels = {slice_check(s): slice_label(s) for s in slices}
+    lines += [f"| {labels.get(c.name, c.name)} | {'pass' if c.passed else 'FAIL'} | {c.detail} |"
               for c in decision.checks]  # fmt: skip
     lines += ["", "| metric | candidate | production |", "|---|---|---|"]
-    for key, value in {**cand.overall, **cand.slices}.items():
-        old = None if champ is None else {**champ.overall, **champ.slices}.get(key)
-        lines.append(f"| {key} | {value:.4f} | {'-' if old is None else f'{old:.4f}'} |")
+    old = {} if champ is None else {**champ.overall, **champ.slices}
+    rows = [(key, key, value) for key, value in ordered(cand.overall).items()]
+    rows += [(key, slice_label(key), value) for key, value in cand.slices.items()]
+    for key, label, value in rows:
+        before = old.get(key)
+        lines.append(f"| {label} | {value:.4f} | {'-' if before is None else f'{before:.4f}'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -207,7 +223,7 @@ def run(cfg: Config, inputs: GateInputs) -> GateResult:
                "infra": {"loads": infra.loads, "answers": infra.answers,
                          "latency_p95_ms": infra.latency_ms if infra.answers else None,
                          "error": infra.error}}  # fmt: skip
-    report = gate_report(name, version, inputs.champion_version, decision, cand, champ)
+    report = gate_report(name, version, inputs.champion_version, decision, outcome, cand, champ)
     return GateResult(cfg.registry, reg["run_id"], version, decision, outcome, report,
                       champ.overall if champ else {}, summary)  # fmt: skip
 

@@ -9,8 +9,9 @@ Docs zipped, the evaluation report and plots, the model card); the pyfunc model 
 its signature and an input example, then registered with tag status=candidate.
 Writes reports/register.json (run id, model version, URIs) and reports/model_card.md.
 
-`run` decides what to log (params, metrics, tags, the model card, the input example);
-`write_outputs` logs it. The tracking store is checked before anything is logged or written; a
+`run` decides what to log (params, metrics, tags, the model card of whichever version the
+registry assigns, the input example); `write_outputs` logs it and writes the card once the
+version is known. The tracking store is checked before anything is logged or written; a
 failure after the version was created deletes that version again, so a retry starts clean.
 """
 
@@ -20,7 +21,9 @@ import logging
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +33,9 @@ from mlflow import MlflowClient
 
 from recfusion.config import Config, RegistryConfig
 from recfusion.data.io import read_json, write_json
+from recfusion.evaluation.metric_names import ordered
 from recfusion.paths import PREPARED_DIR, REPORTS_DIR, VALIDATION_REPORTS
+from recfusion.registry.gate import promote_command
 from recfusion.registry.moves import mark_candidate
 from recfusion.registry.tracking import (
     TrackingUnavailable,
@@ -65,7 +70,7 @@ class Registration:
     params: dict[str, str]  # every configuration key, flattened
     metrics: dict[str, float]  # the evaluation's metrics, flattened
     tags: dict[str, str]  # the run's and the version's tags (lineage)
-    model_card: str  # reports/model_card.md
+    model_card: Callable[[str], str]  # reports/model_card.md of the version the registry assigns
     input_example: pd.DataFrame  # logged with the model; MLflow runs it through the model
 
 
@@ -92,13 +97,21 @@ def search_lines(search: dict[str, Any]) -> str:
     )
 
 
-def model_card(cfg: Config, report: dict[str, Any], tags: dict[str, str]) -> str:
-    """A Markdown model card: what the model is, what it was trained on, how well it does."""
+def model_card(cfg: Config, report: dict[str, Any], tags: dict[str, str], version: str) -> str:
+    """A Markdown model card: which version the model is, what it is, what it was trained on,
+    how well it does (metrics in `metric_names.ordered` order) and what happens to it next."""
     p = report["packaged"]
     m = report["methods"][p]
     b = report["bootstrap_vs_best_source"][p]
-    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in m.items())
+    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in ordered(m).items())
+    name = cfg.registry.model_name
     return f"""# recfusion model card
+
+**Version**: {name} version {version}, registered with alias `candidate`.
+**Next step**: stage `gate` scores version {version} against production on the same test users
+and writes reports/gate.md: it moves the version to staging (to production with
+registry.gate.auto_promote: production) or rejects it with the reasons. A version in staging goes
+to production after review: `{promote_command(version)}`.
 
 **Model**: fused recommender, method `{cfg.fusion.method}` over the sources
 {", ".join(cfg.fusion.sources)} (two-tower retrieval, DCN ranking and interest-tag features).
@@ -151,7 +164,7 @@ def run(cfg: Config, inputs: RegisterInputs) -> Registration:
         params=flat_params(cfg),
         metrics=run_metrics(inputs.report),
         tags=tags,
-        model_card=model_card(cfg, inputs.report, tags),
+        model_card=partial(model_card, cfg, inputs.report, tags),
         input_example=input_example(inputs.known_users),
     )
 
@@ -168,7 +181,6 @@ def write_outputs(registration: Registration, root: Path = ROOT) -> dict[str, An
     mlflow.set_tracking_uri(rc.tracking_uri)
     mlflow.set_registry_uri(rc.tracking_uri)
     card = root / REPORTS_DIR / "model_card.md"
-    card.write_text(registration.model_card, encoding="utf-8")
     exp = experiment_id(client, rc, root)
     tags = registration.tags
     version = None
@@ -180,7 +192,7 @@ def write_outputs(registration: Registration, root: Path = ROOT) -> dict[str, An
         try:
             mlflow.log_params(registration.params)
             mlflow.log_metrics(registration.metrics)
-            for name in ("evaluation.html", "metrics.json", "model_card.md"):
+            for name in ("evaluation.html", "metrics.json"):
                 mlflow.log_artifact(str(root / REPORTS_DIR / name), "reports")
             mlflow.log_artifacts(str(root / REPORTS_DIR / "plots"), "reports/plots")
             docs = shutil.make_archive(str(Path(tmp) / "data_docs"), "zip",
@@ -191,6 +203,8 @@ def write_outputs(registration: Registration, root: Path = ROOT) -> dict[str, An
             mv = mlflow.register_model(info.model_uri, rc.model_name, tags=tags)
             version = str(mv.version)
             mark_candidate(client, rc.model_name, version, rc.tracking_uri)
+            card.write_text(registration.model_card(version), encoding="utf-8")
+            mlflow.log_artifact(str(card), "reports")
         except Exception:
             if version is not None:  # no half-registered version: a retry starts clean
                 client.delete_model_version(rc.model_name, version)
