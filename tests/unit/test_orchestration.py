@@ -116,3 +116,13 @@ def test_project_dir_from_env_or_nearest_dvc_yaml(tmp_path: Path, monkeypatch) -
     if not any((p / "dvc.yaml").is_file() for p in (tmp_path.parent, *tmp_path.parent.parents)):
         with pytest.raises(FileNotFoundError, match="no dvc.yaml"):
             project_dir()
+
+
+def test_make_ui_waits_for_every_deployment_it_serves() -> None:
+    """`make ui` says ready only when the deployments flows/serve.py serves exist: the names it
+    waits for are exactly those."""
+    from flows.serve import deployments
+
+    from recfusion.orchestration.ui import DEPLOYMENTS
+
+    assert sorted(f"{d.flow_name}/{d.name}" for d in deployments()) == sorted(DEPLOYMENTS)

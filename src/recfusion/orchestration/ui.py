@@ -26,6 +26,9 @@ HOST = os.environ.get("HOST", "127.0.0.1")
 PREFECT_PORT = int(os.environ.get("PREFECT_PORT", "4200"))
 MLFLOW_PORT = int(os.environ.get("MLFLOW_PORT", "5000"))
 STARTUP_TIMEOUT_S = 180  # the Prefect server takes about a minute to start on 2 cores
+# what flows/serve.py serves, as flow/deployment: the UI is ready when all of them exist
+DEPLOYMENTS = ("recfusion-training/train", "recfusion-promotion/promote",
+               "recfusion-training/retrain-weekly")  # fmt: skip
 
 
 def prefect_env(root: Path) -> dict[str, str]:
@@ -81,31 +84,40 @@ def main() -> int:
     env = prefect_env(root)
     Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     bin_dir = Path(sys.executable).parent
+    # each child in its own session: Ctrl-C reaches this process only, which then stops the
+    # children in order (no child is interrupted mid-request, none prints a traceback)
     procs = [
         subprocess.Popen([str(bin_dir / "prefect"), "server", "start", "--host", HOST,
-                          "--port", str(PREFECT_PORT)], env=env),
+                          "--port", str(PREFECT_PORT)], env=env, start_new_session=True),
         subprocess.Popen([str(bin_dir / "mlflow"), "server", "--backend-store-uri", tracking,
-                          "--host", HOST, "--port", str(MLFLOW_PORT), "--workers", "1"], env=env),
+                          "--host", HOST, "--port", str(MLFLOW_PORT), "--workers", "1"], env=env,
+                         start_new_session=True),
     ]  # fmt: skip
     try:
         log.info("starting the Prefect and MLflow servers (up to %d s)...", STARTUP_TIMEOUT_S)
         wait_for(f"{env['PREFECT_API_URL']}/health", STARTUP_TIMEOUT_S, procs)
         wait_for(f"http://{HOST}:{MLFLOW_PORT}/health", STARTUP_TIMEOUT_S, procs)
-        procs.append(subprocess.Popen([sys.executable, "-m", "flows.serve"], env=env, cwd=root))
-        log.info("Prefect UI: http://%s:%d  (deployments: recfusion-training/train, "
-                 "recfusion-promotion/promote, recfusion-training/retrain-weekly)", HOST,
-                 PREFECT_PORT)  # fmt: skip
+        procs.append(subprocess.Popen([sys.executable, "-m", "flows.serve"], env=env, cwd=root,
+                                      start_new_session=True))  # fmt: skip
+        log.info("registering the deployments...")
+        for name in DEPLOYMENTS:
+            wait_for(f"{env['PREFECT_API_URL']}/deployments/name/{name}", STARTUP_TIMEOUT_S, procs)
+        log.info("ready. Prefect UI: http://%s:%d  (deployments: %s)", HOST, PREFECT_PORT,
+                 ", ".join(DEPLOYMENTS))  # fmt: skip
         log.info("MLflow UI:  http://%s:%d   Ctrl-C stops everything", HOST, MLFLOW_PORT)
         while all(p.poll() is None for p in procs):
             time.sleep(1)
         log.error("a UI process exited; stopping the others")
         return 1
     except KeyboardInterrupt:
+        log.info("stopping...")
         return 0
     finally:
-        for p in reversed(procs):  # the deployments first, while the Prefect server still answers
-            p.terminate()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not cut the clean-up
+        # one at a time, the deployments first, so each stops while the servers it talks to
+        # still answer (stopped together, the runner's event stream broke with a traceback)
         for p in reversed(procs):
+            p.terminate()
             try:
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
