@@ -20,9 +20,25 @@ class Review(RunInput):
     reviewer: str = ""  # who decides (recorded; defaults to the account running the flow)
 
 
+def review_prompt(model_name: str, version: str) -> str:
+    """What the reviewer reads above the approve / reject form."""
+    return (
+        f"**Review {model_name} version {version}.** Approve moves the `production` alias "
+        f"to version {version} (the current champion is archived; `recfusion registry "
+        f"rollback` undoes it). Reject marks version {version} rejected. Both are recorded "
+        "in `recfusion registry history` with your name and comment."
+    )
+
+
 @flow(name="recfusion-promotion")
 def promotion(version: str, timeout_hours: float = 24.0) -> str:
-    """Pauses for a review of `version` (which must have passed the gate: status staging)."""
+    """Pauses for a review of `version` (which must have passed the gate: status staging).
+
+    Args:
+        version: the registered model version to review, as `recfusion registry list` shows it
+            (e.g. "3"); only a version the gate moved to staging can be approved here.
+        timeout_hours: how long the run waits for the review before it fails.
+    """
     root = project_dir()
     rc = load_config(root / "params.yaml").registry
     uri = resolve_uri(rc.tracking_uri, root)
@@ -38,7 +54,8 @@ def promotion(version: str, timeout_hours: float = 24.0) -> str:
     log = get_run_logger()
     log.info("waiting for a review of %s version %s (resume the run with approve / reject)",
              rc.model_name, version)  # fmt: skip
-    review = pause_flow_run(wait_for_input=Review, timeout=int(timeout_hours * 3600),
+    form = Review.with_initial_data(description=review_prompt(rc.model_name, version))
+    review = pause_flow_run(wait_for_input=form, timeout=int(timeout_hours * 3600),
                             poll_interval=2)  # fmt: skip
     who = review.reviewer or None
     reason = f"review: {review.comment}" if review.comment else "review"

@@ -11,17 +11,23 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 
 from flows.promotion import promotion
 from flows.training import training
+from recfusion.config_parse import read_yaml
+from recfusion.orchestration.dvc_stage import project_dir
+from recfusion.orchestration.overrides import form_defaults
 
 ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
 
 
 def deployments() -> list:
+    """The deployments; the training form shows params.yaml's current values as its defaults
+    (read when `make ui` starts)."""
+    defaults = {**form_defaults(read_yaml(project_dir() / "params.yaml")), "overrides": {}}
     return [
-        training.to_deployment("train", concurrency_limit=ONE_AT_A_TIME,
+        training.to_deployment("train", concurrency_limit=ONE_AT_A_TIME, parameters=defaults,
                                description="Run the pipeline; the form overrides params.yaml."),
         promotion.to_deployment("promote", description="Review a staged version for production."),
         training.to_deployment("retrain-weekly", cron="0 3 * * 1", paused=True,
-                               concurrency_limit=ONE_AT_A_TIME,
+                               concurrency_limit=ONE_AT_A_TIME, parameters=defaults,
                                description="Scheduled retraining (off by default)."),
     ]  # fmt: skip
 

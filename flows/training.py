@@ -17,6 +17,8 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
+from recfusion.config import FusionMethod, IngestSource
+from recfusion.config_parse import read_yaml
 from recfusion.data.io import read_json
 from recfusion.orchestration import reports
 from recfusion.orchestration.dvc_stage import (
@@ -27,7 +29,12 @@ from recfusion.orchestration.dvc_stage import (
     run_stage,
     stage_env,
 )
-from recfusion.orchestration.overrides import flatten, overridden_params, training_overrides
+from recfusion.orchestration.overrides import (
+    changed_only,
+    flatten,
+    overridden_params,
+    training_overrides,
+)
 
 # where a retry can help: reading input files, the tracking store
 RETRIES = {"ingest": 1, "register": 2, "gate": 2}
@@ -79,18 +86,19 @@ def save_experiment(root: Path, env: dict[str, str], name: str, overrides: dict)
 
 @flow(name="recfusion-training")
 def training(
-    source: Literal["synthetic", "movielens", "files"] | None = None,
+    source: IngestSource | None = None,
     size: Literal["tiny", "small", "medium", "large", "xl"] | None = None,
     epochs: int | None = None,
     embedding_dim: int | None = None,
-    fusion_method: Literal["weighted", "rrf", "borda", "stacking", "cascade"] | None = None,
+    fusion_method: FusionMethod | None = None,
     auto_promote: Literal["staging", "production"] | None = None,
     min_ndcg_at_10: float | None = None,
     max_ndcg_drop: float | None = None,
     require_significant_gain: bool | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The whole pipeline, stage by stage. Empty fields keep params.yaml's value.
+    """The whole pipeline, stage by stage. The form starts from params.yaml's values; a field
+    left as it is (or emptied) keeps params.yaml's value.
 
     Args:
         source: where the data comes from (ingest.source).
@@ -106,11 +114,19 @@ def training(
             e.g. {"fusion": {"per_source": 50}}.
     """
     root = project_dir()
-    wanted = training_overrides(source, size, epochs, embedding_dim, fusion_method, auto_promote,
-                                min_ndcg_at_10, max_ndcg_drop, require_significant_gain, overrides)  # fmt: skip
+    asked = training_overrides(source, size, epochs, embedding_dim, fusion_method, auto_promote,
+                               min_ndcg_at_10, max_ndcg_drop, require_significant_gain, overrides)  # fmt: skip
+    # the form shows params.yaml's values (flows/serve.py): only what differs overrides it
+    wanted = changed_only(asked, read_yaml(root / "params.yaml"))
     log = get_run_logger()
     log.info("project %s; overrides %s", root, flatten(wanted) or "none")
-    env = stage_env({"RECFUSION_FLOW_RUN_ID": str(flow_run.id or "")})
+    # register names and tags its MLflow run after the flow run
+    env = stage_env(
+        {
+            "RECFUSION_FLOW_RUN_ID": str(flow_run.id or ""),
+            "RECFUSION_FLOW_RUN_NAME": str(flow_run.name or ""),
+        }
+    )
     with pipeline_lock(root), overridden_params(root / "params.yaml", wanted):
         ran = []
         for name in pipeline_stages(root / "dvc.yaml"):

@@ -126,3 +126,26 @@ def test_make_ui_waits_for_every_deployment_it_serves() -> None:
     from recfusion.orchestration.ui import DEPLOYMENTS
 
     assert sorted(f"{d.flow_name}/{d.name}" for d in deployments()) == sorted(DEPLOYMENTS)
+
+
+def test_the_training_form_starts_from_params_yaml_and_only_changes_override() -> None:
+    """The train deployment's form shows params.yaml's values; submitted unchanged, they
+    override nothing (no params edit, no DVC experiment); a changed field overrides its key."""
+    from flows.serve import deployments
+
+    from recfusion.config_parse import read_yaml
+    from recfusion.orchestration.overrides import changed_only, form_defaults
+
+    params = read_yaml(PARAMS)
+    defaults = form_defaults(params)
+    assert defaults["fusion_method"] == params["fusion"]["method"]
+    assert defaults["min_ndcg_at_10"] == params["registry"]["gate"]["floors"]["ndcg@10"]
+    assert set(defaults) == {
+        "source", "size", "epochs", "embedding_dim", "fusion_method", "auto_promote",
+        "min_ndcg_at_10", "max_ndcg_drop", "require_significant_gain"}  # fmt: skip
+    train = next(d for d in deployments() if d.name == "train")
+    assert train.parameters == {**defaults, "overrides": {}}
+    assert changed_only(training_overrides(**defaults), params) == {}
+    other = "rrf" if params["fusion"]["method"] != "rrf" else "borda"
+    asked = training_overrides(**{**defaults, "fusion_method": other})
+    assert changed_only(asked, params) == {"fusion": {"method": other}}

@@ -16,6 +16,20 @@ from typing import Any
 
 from recfusion.config import Config, load_config
 
+# each field of the training form -> the params.yaml key it sets ("/" between levels: metric
+# names hold dots)
+FORM_FIELDS = {
+    "source": "ingest/source",
+    "size": "ingest/synthetic/size",
+    "epochs": "train/retrieval/epochs",
+    "embedding_dim": "train/retrieval/embedding_dim",
+    "fusion_method": "fusion/method",
+    "auto_promote": "registry/gate/auto_promote",
+    "min_ndcg_at_10": "registry/gate/floors/ndcg@10",
+    "max_ndcg_drop": "registry/gate/max_drop/ndcg@10",
+    "require_significant_gain": "registry/gate/require_significant_gain",
+}
+
 
 def training_overrides(
     source: str | None = None,
@@ -32,25 +46,46 @@ def training_overrides(
     """The nested params.yaml override of the form's fields (unset fields left out), with
     `extra` (nested like params.yaml) merged under them."""
     out: dict[str, Any] = copy.deepcopy(dict(extra or {}))
-
-    def put(path: str, value: Any) -> None:
+    fields = {"source": source, "size": size, "epochs": epochs, "embedding_dim": embedding_dim,
+              "fusion_method": fusion_method, "auto_promote": auto_promote,
+              "min_ndcg_at_10": min_ndcg_at_10, "max_ndcg_drop": max_ndcg_drop,
+              "require_significant_gain": require_significant_gain}  # fmt: skip
+    for field, value in fields.items():
         if value is None:
-            return
+            continue
         node = out
-        *parents, leaf = path.split("/")
+        *parents, leaf = FORM_FIELDS[field].split("/")
         for key in parents:
             node = node.setdefault(key, {})
         node[leaf] = value
+    return out
 
-    put("ingest/source", source)
-    put("ingest/synthetic/size", size)
-    put("train/retrieval/epochs", epochs)
-    put("train/retrieval/embedding_dim", embedding_dim)
-    put("fusion/method", fusion_method)
-    put("registry/gate/auto_promote", auto_promote)
-    put("registry/gate/floors/ndcg@10", min_ndcg_at_10)
-    put("registry/gate/max_drop/ndcg@10", max_ndcg_drop)
-    put("registry/gate/require_significant_gain", require_significant_gain)
+
+def form_defaults(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The training form's fields as params.yaml (a plain mapping) sets them: what the form
+    shows before anyone edits it."""
+    out = {}
+    for field, path in FORM_FIELDS.items():
+        node: Any = params
+        for key in path.split("/"):
+            node = node.get(key) if isinstance(node, Mapping) else None
+        if node is not None:
+            out[field] = node
+    return out
+
+
+def changed_only(overrides: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """`overrides` without the values params.yaml already has (a form submitted with its
+    defaults changes nothing, and the run is not recorded as an experiment)."""
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        current = params.get(key) if isinstance(params, Mapping) else None
+        if isinstance(value, Mapping) and isinstance(current, Mapping):
+            inner = changed_only(value, current)
+            if inner:
+                out[key] = inner
+        elif value != current:
+            out[key] = copy.deepcopy(value)
     return out
 
 
