@@ -21,7 +21,6 @@ import dataclasses
 import importlib
 import json
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -75,12 +74,10 @@ def _registry(args: argparse.Namespace) -> int:
     name = rc.model_name
     if args.action == "list":
         sys.stdout.write(format_table(moves.versions(client, name)))
+        for warning in moves.alias_warnings(client, name):
+            sys.stderr.write(f"warning: {warning}\n")
     elif args.action == "history":
-        rows = [{"time": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m.time)),
-                 "user": m.user, "alias": m.alias, "version": m.version,
-                 "previous": m.previous or "-", "forced": "yes" if m.forced else "no",
-                 "reason": m.reason} for m in moves.history(client, name)]  # fmt: skip
-        sys.stdout.write(format_table(rows))
+        sys.stdout.write(format_table(moves.history_rows(moves.history(client, name))))
     elif args.action == "promote":
         if args.version is None or args.to is None:
             raise ValueError("usage: recfusion registry promote VERSION --to staging|production")

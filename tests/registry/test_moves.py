@@ -4,15 +4,23 @@ an unreachable store."""
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
+from recfusion import cli
 from recfusion.registry import moves
 from recfusion.registry.moves import Move, RegistryError, production_line
-from recfusion.registry.tracking import TrackingUnavailable, connect
+from recfusion.registry.tracking import (
+    MAX_DESCRIPTION,
+    TrackingUnavailable,
+    connect,
+    describe_version,
+)
+from tests.conftest import repo_config
 
 NAME = "recfusion-test"
 
@@ -139,3 +147,115 @@ def test_unreachable_store_fails_fast_and_clearly(tmp_path) -> None:
         connect(f"sqlite:///{tmp_path / 'missing' / 'mlflow.db'}")
     with pytest.raises(TrackingUnavailable, match="unreachable"):
         connect("http://127.0.0.1:9")  # discard port: nothing listens
+
+
+@pytest.fixture()
+def cli_on(store, monkeypatch) -> MlflowClient:
+    """`recfusion registry ...` against the test store."""
+    client, uri = store
+    rc = repo_config({"registry": {"tracking_uri": uri, "model_name": NAME}}).registry
+    monkeypatch.setattr(cli, "_client", lambda args: (client, rc))
+    return client
+
+
+def test_list_warns_about_an_alias_moved_outside_recfusion(cli_on, store, tmp_path, capsys):
+    client, uri = store
+    v1, v2, v3 = (new_version(client, uri, tmp_path) for _ in range(3))
+    moves.promote(client, NAME, v1, "staging", "passed the gate", uri)
+    moves.promote(client, NAME, v1, "production", "reviewed", uri)  # takes staging off v1
+    moves.promote(client, NAME, v2, "production", "reviewed", uri)
+    assert cli.main(["registry", "list"]) == 0
+    assert capsys.readouterr().err == ""  # every alias is where recfusion put it
+    client.set_registered_model_alias(NAME, "production", v3)  # MLflow UI's "Promote model"
+    client.set_registered_model_alias(NAME, "staging", v1)
+    assert cli.main(["registry", "list"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: alias production is on version {v3} but recfusion's last recorded move put "
+        f"it on version {v2}: it was moved outside recfusion (MLflow UI?), bypassing the gate "
+        "and the history",
+        f"warning: alias staging is on version {v1} but recfusion's last recorded move took it "
+        "off: it was moved outside recfusion (MLflow UI?), bypassing the gate and the history",
+    ]
+    # rollback follows the record, so it refuses until the UI's move is recorded
+    with pytest.raises(RegistryError, match=f"on version {v3} but .* on version {v2}.*promote"):
+        moves.rollback(client, NAME, uri)
+    moves.promote(client, NAME, v3, "production", "record the UI's move", uri)
+    assert moves.rollback(client, NAME, uri) == v2
+
+
+def test_unrecorded_moves_cover_unknown_and_removed_aliases() -> None:
+    recorded = [Move(0.0, "u", "candidate", "2", None, "", False)]
+    # candidate deleted with its version; champion set by hand, never by recfusion
+    warnings = moves.unrecorded_moves(recorded, {"candidate": None, "champion": "1"})
+    assert [w.split(":")[0] for w in warnings] == [
+        "alias candidate is on no version but recfusion's last recorded move put it on version 2",
+        "alias champion is on version 1 but recfusion never recorded a move of it",
+    ]
+
+
+def test_history_prints_one_row_per_move_in_iso_utc(cli_on, store, tmp_path, capsys) -> None:
+    client, uri = store
+    v = new_version(client, uri, tmp_path)
+    moves.promote(client, NAME, v, "production", "reviewed\ngate.md looked fine", uri)
+    assert cli.main(["registry", "history"]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    columns = ["time", "alias", "version", "previous", "user", "kind", "forced", "reason"]
+    assert header.split() == columns
+    assert len(rows) == 2  # the candidate move, the promotion
+    iso = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+    first, second = (row.split(maxsplit=7) for row in rows)
+    assert re.fullmatch(iso, first[0]) and first[1:3] == ["candidate", v]
+    assert second[1:] == [
+        "production",
+        v,
+        "-",
+        second[4],
+        "move",
+        "no",
+        "reviewed gate.md looked fine",
+    ]
+
+
+def test_history_rows_give_utc_times() -> None:
+    # 1_796_223_845 s after the epoch = 2026-12-02 15:04:05 UTC
+    row = moves.history_rows(
+        [Move(1_796_223_845.0, "ana", "production", "3", "2", "", True, "rollback")]
+    )[0]
+    assert row == {
+        "time": "2026-12-02T15:04:05Z",
+        "alias": "production",
+        "version": "3",
+        "previous": "2",
+        "user": "ana",
+        "kind": "rollback",
+        "forced": "yes",
+        "reason": "-",
+    }
+
+
+def test_version_description_is_the_model_card(store, tmp_path) -> None:
+    client, uri = store
+    v = new_version(client, uri, tmp_path)
+    card = "# recfusion model card\n\n**Version**: recfusion-test version 1\n"
+    describe_version(client, NAME, v, card, "run123")
+    assert client.get_model_version(NAME, v).description == card
+    assert "version 1's description" in client.get_registered_model(NAME).description
+    long_card = card + "| metric | value |\n" * 400  # 7_200 characters
+    describe_version(client, NAME, v, long_card, "run123")
+    kept = client.get_model_version(NAME, v).description
+    assert len(kept) <= MAX_DESCRIPTION and kept.startswith(card)
+    assert kept.endswith("the full text is reports/model_card.md in run run123's artifacts)\n")
+
+
+def test_experiment_opens_in_the_classic_training_view(store, tmp_path) -> None:
+    from recfusion.stages.register import experiment_id
+
+    client, uri = store
+    rc = repo_config({"registry": {"tracking_uri": uri, "experiment": "fresh"}}).registry
+    kind = "mlflow.experimentKind"
+    created = experiment_id(client, rc, tmp_path)
+    assert client.get_experiment(created).tags[kind] == "custom_model_development"
+    old = client.create_experiment("old", tags={kind: "genai_development"})
+    rc = repo_config({"registry": {"tracking_uri": uri, "experiment": "old"}}).registry
+    assert experiment_id(client, rc, tmp_path) == old
+    assert client.get_experiment(old).tags[kind] == "custom_model_development"

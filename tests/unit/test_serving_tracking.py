@@ -132,3 +132,51 @@ def test_lineage_is_dirty_only_when_code_or_params_differ_from_the_commit(tmp_pa
         (tmp_path / name).write_text("b\n")
         assert lineage_tags(tmp_path, cfg, None)["git.dirty"] == "true", name
         (tmp_path / name).write_text("a\n")
+
+
+CLEAN = {"git.commit": "1a2b3c4d5e6f", "git.dirty": "false"}
+DIRTY = {**CLEAN, "git.dirty": "true"}
+FLOW_ID = {"prefect.flow_run_id": "9f8e7d6c-5b"}
+
+
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [
+        (CLEAN, "dvc repro 1a2b3c4d fusion=rrf"),
+        (DIRTY, "dvc repro 1a2b3c4d+dirty fusion=rrf"),
+        ({**CLEAN, **FLOW_ID}, "prefect flow run 9f8e7d6c 1a2b3c4d fusion=rrf"),
+        (
+            {**DIRTY, **FLOW_ID, "prefect.flow_run_name": "brave-otter"},
+            "prefect brave-otter 1a2b3c4d+dirty fusion=rrf",
+        ),
+    ],
+)
+def test_run_name_says_what_ran(tags: dict[str, str], expected: str) -> None:
+    from recfusion.registry.tracking import run_name
+
+    assert run_name(tags, "rrf") == expected
+
+
+def test_lineage_names_the_flow_run_from_the_environment(tmp_path, monkeypatch) -> None:
+    from recfusion.registry.tracking import lineage_tags
+
+    monkeypatch.setenv("RECFUSION_FLOW_RUN_ID", "9f8e7d6c-5b")
+    monkeypatch.setenv("RECFUSION_FLOW_RUN_NAME", "brave-otter")
+    tags = lineage_tags(tmp_path, repo_config(), None)
+    assert (tags["prefect.flow_run_id"], tags["prefect.flow_run_name"]) == (
+        "9f8e7d6c-5b",
+        "brave-otter",
+    )
+
+
+def test_fit_description_keeps_short_text_and_cuts_long_text_at_a_line_end() -> None:
+    from recfusion.registry.tracking import fit_description
+
+    assert fit_description("# card\nshort\n", "x") == "# card\nshort\n"
+    note = "\n\n(truncated to fit MLflow's description limit; the full text is card.md)\n"
+    # 20 lines of 9 characters = 180; a limit of 100 leaves 100 - 74 (the note) = 26 characters:
+    # "line 000\nline 001\nline 00", cut back to the last whole line
+    text = "".join(f"line {i:03d}\n" for i in range(20))
+    cut = fit_description(text, "card.md", limit=100)
+    assert cut == "line 000\nline 001" + note
+    assert len(note) == 74 and len(cut) == 17 + 74

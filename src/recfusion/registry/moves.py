@@ -108,6 +108,66 @@ def production_line(moves: list[Move]) -> list[str]:
     return line
 
 
+def recorded_holders(moves: list[Move]) -> dict[str, str | None]:
+    """Where recfusion's recorded moves left each alias: the last move's version, except that a
+    production move takes `staging` off the promoted version (as `promote` does)."""
+    held: dict[str, str | None] = {}
+    for m in moves:
+        if m.kind not in ("move", "rollback"):
+            continue  # a review refusal moves no alias
+        held[m.alias] = m.version
+        if m.alias == "production" and held.get("staging") == m.version:
+            held["staging"] = None
+    return held
+
+
+def unrecorded_moves(moves: list[Move], holders: dict[str, str | None]) -> list[str]:
+    """One warning per alias whose current holder (`holders`) is not where recfusion's last
+    recorded move left it: someone moved it outside recfusion, e.g. with the MLflow UI."""
+    expected = recorded_holders(moves)
+    warnings = []
+    for alias in sorted(set(expected) | {a for a, v in holders.items() if v is not None}):
+        now, then = holders.get(alias), expected.get(alias)
+        if now == then:
+            continue
+        on = f"on version {now}" if now else "on no version"
+        if alias not in expected:
+            recorded = "recfusion never recorded a move of it"
+        elif then:
+            recorded = f"recfusion's last recorded move put it on version {then}"
+        else:
+            recorded = "recfusion's last recorded move took it off"
+        warnings.append(
+            f"alias {alias} is {on} but {recorded}: it was moved outside recfusion "
+            "(MLflow UI?), bypassing the gate and the history"
+        )
+    return warnings
+
+
+def alias_warnings(client: MlflowClient, name: str) -> list[str]:
+    """`unrecorded_moves` for the registry's current aliases (recfusion's and any recorded)."""
+    moves = history(client, name)
+    aliases = set(ALIASES) | {m.alias for m in moves}
+    return unrecorded_moves(moves, {a: holder(client, name, a) for a in sorted(aliases)})
+
+
+def history_rows(moves: list[Move]) -> list[dict[str, str]]:
+    """The history as table rows, oldest first: one row per move, times in ISO 8601 UTC."""
+    return [
+        {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(m.time)),
+            "alias": m.alias,
+            "version": m.version,
+            "previous": m.previous or "-",
+            "user": m.user,
+            "kind": m.kind,
+            "forced": "yes" if m.forced else "no",
+            "reason": " ".join(m.reason.split()) or "-",  # one line, however many it had
+        }
+        for m in moves
+    ]
+
+
 def mark_candidate(client: MlflowClient, name: str, version: str, tracking_uri: str) -> None:
     """A newly registered version: alias `candidate`, status candidate."""
     with registry_lock(tracking_uri):
@@ -178,7 +238,14 @@ def rollback(client: MlflowClient, name: str, tracking_uri: str, reason: str = "
         if current is None:
             raise RegistryError("no version holds 'production': nothing to roll back")
         line = production_line(history(client, name))
-        if len(line) < 2 or line[-1] != current:
+        if line and line[-1] != current:
+            raise RegistryError(
+                f"alias production is on version {current} but recfusion's last recorded move "
+                f"put it on version {line[-1]}: it was moved outside recfusion. Record it first "
+                f"(recfusion registry promote {current} --to production --reason '...'), "
+                "then roll back"
+            )
+        if len(line) < 2:
             raise RegistryError(f"version {current} is the first production version: "
                                 "there is no earlier one to roll back to")  # fmt: skip
         target = line[-2]

@@ -22,6 +22,14 @@ from recfusion.config import Config, to_plain
 LINEAGE_OUTS = ("data/raw", "data/validated", "data/prepared", "models/retrieval",
                 "models/ranking", "models/tags", "models/fusion")  # fmt: skip
 FLOW_RUN_ENV = ("RECFUSION_FLOW_RUN_ID", "PREFECT__FLOW_RUN_ID")
+FLOW_RUN_NAME_ENV = "RECFUSION_FLOW_RUN_NAME"  # set by flows/training.py for its stages
+# The MLflow 3 UI opens an experiment as GenAI (traces overview) or classic training runs by this
+# tag, and guesses when it is missing; its own type switch sets the same tag. Source: the UI
+# bundle (setExperimentTag key "mlflow.experimentKind") and mlflow/demo/generators/traces.py.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+CLASSIC_KIND = "custom_model_development"
+# registry descriptions are String(5000) columns in MLflow's SQL stores
+MAX_DESCRIPTION = 5000
 
 
 class TrackingUnavailable(RuntimeError):
@@ -172,4 +180,50 @@ def lineage_tags(root: Path, cfg: Config, validation: Mapping[str, Any] | None) 
         if os.environ.get(var):
             tags["prefect.flow_run_id"] = os.environ[var]
             break
+    if os.environ.get(FLOW_RUN_NAME_ENV):
+        tags["prefect.flow_run_name"] = os.environ[FLOW_RUN_NAME_ENV]
     return tags
+
+
+def run_name(tags: Mapping[str, str], fusion_method: str) -> str:
+    """The MLflow run's name, saying what ran: the Prefect flow run (by name, else id) or
+    `dvc repro`, then the commit (`+dirty` with uncommitted changes) and the fusion method,
+    e.g. `dvc repro 1a2b3c4d+dirty fusion=cascade`."""
+    if tags.get("prefect.flow_run_name"):
+        what = f"prefect {tags['prefect.flow_run_name']}"
+    elif tags.get("prefect.flow_run_id"):
+        what = f"prefect flow run {tags['prefect.flow_run_id'][:8]}"
+    else:
+        what = "dvc repro"
+    commit = tags.get("git.commit", "unknown")[:8]
+    dirty = "+dirty" if tags.get("git.dirty") == "true" else ""
+    return f"{what} {commit}{dirty} fusion={fusion_method}"
+
+
+def fit_description(text: str, where: str, limit: int = MAX_DESCRIPTION) -> str:
+    """`text` as a registry description: whole if it fits in `limit` characters, else cut at a
+    line end with a note saying the full text is at `where`."""
+    if len(text) <= limit:
+        return text
+    note = f"\n\n(truncated to fit MLflow's description limit; the full text is {where})\n"
+    cut = text[: limit - len(note)]
+    return cut[: cut.rfind("\n") + 1 or len(cut)].rstrip() + note
+
+
+def describe_version(client: MlflowClient, name: str, version: str, card: str, run_id: str) -> None:
+    """The model card as the version's description, and the registered model's description a
+    line naming the version whose card is the latest."""
+    where = f"reports/model_card.md in run {run_id}'s artifacts"
+    client.update_model_version(name, version, description=fit_description(card, where))
+    client.update_registered_model(
+        name,
+        description=f"recfusion recommender. Latest model card: version {version}'s "
+        f"description (also {where}).",
+    )
+
+
+def show_as_classic(client: MlflowClient, experiment_id: str) -> None:
+    """Makes the MLflow UI open `experiment_id` in the classic training-runs view."""
+    tags = client.get_experiment(experiment_id).tags
+    if tags.get(EXPERIMENT_KIND_TAG) != CLASSIC_KIND:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, CLASSIC_KIND)

@@ -40,9 +40,12 @@ from recfusion.registry.moves import mark_candidate
 from recfusion.registry.tracking import (
     TrackingUnavailable,
     connect,
+    describe_version,
     flat_params,
     lineage_tags,
     run_metrics,
+    run_name,
+    show_as_classic,
 )
 from recfusion.serving.pyfunc import log_recommender, snapshot_workspace
 from recfusion.stages.entry import guarded, stage_config, stops_on
@@ -75,14 +78,18 @@ class Registration:
 
 
 def experiment_id(client: MlflowClient, rc: RegistryConfig, root: Path) -> str:
-    """The pipeline's experiment, created on first use (artifacts beside a SQLite store)."""
+    """The pipeline's experiment, created on first use (artifacts beside a SQLite store), set to
+    open in the MLflow UI's classic training view rather than the GenAI overview."""
     found = client.get_experiment_by_name(rc.experiment)
     if found is not None:
-        return str(found.experiment_id)
-    location = None
-    if rc.tracking_uri.startswith("sqlite:///"):
-        location = (root / ARTIFACTS_DIR).resolve().as_uri()
-    return str(client.create_experiment(rc.experiment, artifact_location=location))
+        exp = str(found.experiment_id)
+    else:
+        location = None
+        if rc.tracking_uri.startswith("sqlite:///"):
+            location = (root / ARTIFACTS_DIR).resolve().as_uri()
+        exp = str(client.create_experiment(rc.experiment, artifact_location=location))
+    show_as_classic(client, exp)
+    return exp
 
 
 def search_lines(search: dict[str, Any]) -> str:
@@ -160,7 +167,7 @@ def run(cfg: Config, inputs: RegisterInputs) -> Registration:
     tags = inputs.lineage
     return Registration(
         registry=cfg.registry,
-        run_name=f"pipeline {tags['git.commit'][:8]}",
+        run_name=run_name(tags, cfg.fusion.method),
         params=flat_params(cfg),
         metrics=run_metrics(inputs.report),
         tags=tags,
@@ -205,6 +212,7 @@ def write_outputs(registration: Registration, root: Path = ROOT) -> dict[str, An
             mark_candidate(client, rc.model_name, version, rc.tracking_uri)
             card.write_text(registration.model_card(version), encoding="utf-8")
             mlflow.log_artifact(str(card), "reports")
+            describe_version(client, rc.model_name, version, card.read_text("utf-8"), run_id)
         except Exception:
             if version is not None:  # no half-registered version: a retry starts clean
                 client.delete_model_version(rc.model_name, version)
