@@ -51,7 +51,8 @@ def publish_validation(root: Path) -> None:
     for part in ("raw", "prepared"):
         folder = root / "reports" / "validation" / part
         if (folder / "summary.json").is_file():
-            create_table_artifact(reports.validation_rows(read_json(folder / "summary.json"), folder),
+            create_table_artifact(reports.validation_rows(read_json(folder / "summary.json"), folder,
+                                                          root),
                                   key=f"validation-{part}",
                                   description=f"GX result per suite ({part}); Data Docs: "
                                               f"{(folder / 'index.html').resolve().as_uri()}")  # fmt: skip
@@ -68,8 +69,8 @@ def publish_results(root: Path) -> None:
     create_link_artifact(links["run"], "MLflow run", key="mlflow-run")
     create_link_artifact(links["version"], f"{register['model_name']} version {register['version']}",
                          key="model-version")  # fmt: skip
-    create_link_artifact((root / "reports" / "evaluation.html").resolve().as_uri(),
-                         "evaluation report", key="evaluation-report")  # fmt: skip
+    create_link_artifact(links["evaluation"], "evaluation report (MLflow artifact)",
+                         key="evaluation-report")  # fmt: skip
 
 
 def save_experiment(root: Path, env: dict[str, str], name: str, overrides: dict) -> None:

@@ -78,20 +78,27 @@ def test_report_tables() -> None:
     summary = {"suites": {"events": {"success": False, "docs": "validations/e.html",
                                      "failed": [{"expectation": "in_set(event_type)"}],
                                      "rows_in": 10, "rows_clean": 8, "rows_quarantined": 2}}}  # fmt: skip
-    (row,) = reports.validation_rows(summary, Path("/r/raw"))
+    (row,) = reports.validation_rows(summary, Path("/r/reports/raw"), Path("/r"))
     assert row["failed expectations"] == "in_set(event_type)" and row["quarantined"] == 2
-    assert row["data docs"] == "file:///r/raw/validations/e.html"
+    assert row["data docs"] == "`reports/raw/validations/e.html`"  # code: no __x__ as bold
+    passed = {"suites": {"users": {"success": True, "docs": "v/__none__/u.html"}}}
+    (row,) = reports.validation_rows(passed, Path("/r/reports/raw"), Path("/r"))
+    # no cell is a bare "-" (a Markdown bullet in the UI's table)
+    assert row["failed expectations"] == "none" and row["rows in"] == "n/a"
+    assert row["data docs"] == "`reports/raw/v/__none__/u.html`"
     gate = {"version": "2", "passed": False, "outcome": "rejected", "reasons": ["drop ndcg@10"],
             "candidate": {"ndcg@10": 0.1, "recall@10": 0.2},
             "production": {"ndcg@10": 0.12, "recall@10": 0.2}}  # fmt: skip
     rows = reports.metric_rows(gate)
     assert rows[0] == {"metric": "ndcg@10", "candidate": 0.1, "production": 0.12, "delta": -0.02}
-    assert reports.metric_rows({**gate, "production": None})[0]["delta"] == "-"
+    assert reports.metric_rows({**gate, "production": None})[0]["delta"] == "n/a"
     assert reports.gate_markdown(gate, "# report").startswith(
         "**Version 2 was REJECTED** -> `rejected`\n- drop ndcg@10")  # fmt: skip
     links = reports.mlflow_links({"experiment_id": "1", "run_id": "abc", "model_name": "m",
                                   "version": "3"}, "http://127.0.0.1:5000/")  # fmt: skip
     assert links == {"run": "http://127.0.0.1:5000/#/experiments/1/runs/abc",
+                     "evaluation": "http://127.0.0.1:5000/#/experiments/1/runs/abc/artifactPath/"
+                                   "reports/evaluation.html",
                      "version": "http://127.0.0.1:5000/#/models/m/versions/3"}  # fmt: skip
 
 
@@ -149,3 +156,34 @@ def test_the_training_form_starts_from_params_yaml_and_only_changes_override() -
     other = "rrf" if params["fusion"]["method"] != "rrf" else "borda"
     asked = training_overrides(**{**defaults, "fusion_method": other})
     assert changed_only(asked, params) == {"fusion": {"method": other}}
+
+
+def test_make_ui_links_the_experiment_s_training_runs() -> None:
+    """MLflow 3 opens an experiment on its GenAI overview: make ui links the training-runs table
+    of the pipeline's experiment, found by name, or the front page when there is none yet."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from recfusion.orchestration.ui import mlflow_runs_url
+
+    class Store(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            known = "experiment_name=recfusion" in self.path
+            self.send_response(200 if known else 404)
+            self.end_headers()
+            if known:
+                self.wfile.write(json.dumps({"experiment": {"experiment_id": "7"}}).encode())
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Store)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    ui = f"http://127.0.0.1:{server.server_port}"
+    try:
+        assert mlflow_runs_url(ui, "recfusion") == f"{ui}/#/experiments/7/runs"
+        assert mlflow_runs_url(ui, "other") == ui
+    finally:
+        server.shutdown()
+    assert mlflow_runs_url("http://127.0.0.1:9", "recfusion") == "http://127.0.0.1:9"

@@ -6,21 +6,28 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+# a table artifact renders each cell as Markdown: "-" would be a bullet and "__none__" in a GX
+# path bold "none", so empty cells say n/a and paths are code
+EMPTY = "n/a"
 
-def validation_rows(summary: Mapping[str, Any], docs_dir: Path) -> list[dict[str, Any]]:
-    """One row per GX suite: success, expectations failed, rows in / clean / quarantined, and a
-    file link to the suite's Data Docs page."""
+
+def validation_rows(summary: Mapping[str, Any], docs_dir: Path, root: Path | None = None
+                    ) -> list[dict[str, Any]]:  # fmt: skip
+    """One row per GX suite: success, expectations failed, rows in / clean / quarantined, and the
+    path of the suite's Data Docs page (relative to `root` when given), as code."""
     rows = []
     for suite, s in summary["suites"].items():
         page = docs_dir / s["docs"] if s.get("docs") else docs_dir / "index.html"
+        shown = page.relative_to(root) if root is not None and page.is_relative_to(root) else page
         rows.append({
             "suite": suite,
             "success": bool(s["success"]),
-            "failed expectations": ", ".join(f["expectation"] for f in s.get("failed", [])) or "-",
-            "rows in": s.get("rows_in", "-"),
-            "clean": s.get("rows_clean", "-"),
-            "quarantined": s.get("rows_quarantined", "-"),
-            "data docs": page.resolve().as_uri(),
+            "failed expectations": ", ".join(f["expectation"] for f in s.get("failed", []))
+            or "none",
+            "rows in": s.get("rows_in", EMPTY),
+            "clean": s.get("rows_clean", EMPTY),
+            "quarantined": s.get("rows_quarantined", EMPTY),
+            "data docs": f"`{shown.as_posix()}`",
         })  # fmt: skip
     return rows
 
@@ -32,8 +39,8 @@ def metric_rows(gate: Mapping[str, Any]) -> list[dict[str, Any]]:
     for metric, value in gate["candidate"].items():
         old = production.get(metric)
         rows.append({"metric": metric, "candidate": round(value, 4),
-                     "production": "-" if old is None else round(old, 4),
-                     "delta": "-" if old is None else round(value - old, 4)})  # fmt: skip
+                     "production": EMPTY if old is None else round(old, 4),
+                     "delta": EMPTY if old is None else round(value - old, 4)})  # fmt: skip
     return rows
 
 
@@ -46,10 +53,14 @@ def gate_markdown(gate: Mapping[str, Any], report: str) -> str:
 
 
 def mlflow_links(register: Mapping[str, Any], ui: str) -> dict[str, str]:
-    """Links into the MLflow UI for the run and the registered version."""
+    """Links into the MLflow UI for the run, the run's copy of the evaluation report (its artifact
+    viewer: the report as this run made it, where a working copy's file is overwritten by the
+    next run) and the registered version."""
     ui = ui.rstrip("/")
+    run = f"{ui}/#/experiments/{register['experiment_id']}/runs/{register['run_id']}"
     return {
-        "run": f"{ui}/#/experiments/{register['experiment_id']}/runs/{register['run_id']}",
+        "run": run,
+        "evaluation": f"{run}/artifactPath/reports/evaluation.html",
         "version": f"{ui}/#/models/{register['model_name']}/versions/{register['version']}",
     }
 

@@ -7,6 +7,7 @@ tracking store of params.yaml.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -62,6 +64,19 @@ def wait_for(url: str, timeout: float, procs: list[subprocess.Popen]) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
+def mlflow_runs_url(ui: str, experiment: str) -> str:
+    """The experiment's table of training runs (MLflow 3 otherwise opens an experiment on its
+    GenAI overview), or the UI's front page while the experiment does not exist yet."""
+    query = urllib.parse.urlencode({"experiment_name": experiment})
+    try:
+        with urllib.request.urlopen(f"{ui}/api/2.0/mlflow/experiments/get-by-name?{query}",
+                                    timeout=10) as r:  # fmt: skip
+            found = json.loads(r.read())["experiment"]["experiment_id"]
+    except (OSError, KeyError, ValueError):
+        return ui
+    return f"{ui}/#/experiments/{found}/runs"
+
+
 def port_free(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex((HOST, port)) != 0
@@ -80,7 +95,8 @@ def main() -> int:
                   "MLFLOW_PORT", busy[0], HOST)  # fmt: skip
         return 1
     signal.signal(signal.SIGTERM, _stop)
-    tracking = load_config(root / "params.yaml").registry.tracking_uri
+    registry = load_config(root / "params.yaml").registry
+    tracking, experiment = registry.tracking_uri, registry.experiment
     env = prefect_env(root)
     Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     bin_dir = Path(sys.executable).parent
@@ -104,7 +120,8 @@ def main() -> int:
             wait_for(f"{env['PREFECT_API_URL']}/deployments/name/{name}", STARTUP_TIMEOUT_S, procs)
         log.info("ready. Prefect UI: http://%s:%d  (deployments: %s)", HOST, PREFECT_PORT,
                  ", ".join(DEPLOYMENTS))  # fmt: skip
-        log.info("MLflow UI:  http://%s:%d   Ctrl-C stops everything", HOST, MLFLOW_PORT)
+        log.info("MLflow UI:  %s   Ctrl-C stops everything",
+                 mlflow_runs_url(f"http://{HOST}:{MLFLOW_PORT}", experiment))  # fmt: skip
         while all(p.poll() is None for p in procs):
             time.sleep(1)
         log.error("a UI process exited; stopping the others")
