@@ -17,6 +17,7 @@ import pandas as pd
 
 from recfusion.config import RANKING_METRICS
 from recfusion.data.schema import SPLITS, TABLES
+from recfusion.evaluation import header
 from recfusion.evaluation.search_report import HISTORY as SEARCH_HISTORY
 from recfusion.fusion.assemble import SubModels
 from recfusion.models.dataset import build_model_data
@@ -153,7 +154,7 @@ def test_every_stage_runs_in_memory(tiny_tables, tiny_model_data, trained_retrie
 
     # evaluate: every source and method on the test users, and search on the test queries
     searcher = personalise(search.searcher, ranking.model, data, SEARCH_HISTORY)
-    about = evaluate.Provenance("abc123", False, "2026-06-01 12:00 UTC", "synthetic, size tiny")
+    about = header.Provenance("abc123", False, "2026-06-01 12:00 UTC", "synthetic, size tiny")
     evaluation = evaluate.run(cfg, evaluate.EvaluateInputs(
         prep, data, models, fused.fitted, searcher, prepared.queries, ranking.report, about))  # fmt: skip
     result = evaluation.result

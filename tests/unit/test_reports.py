@@ -7,12 +7,12 @@ import re
 
 import pytest
 
-from recfusion.evaluation import html
+from recfusion.evaluation import header, html
 from recfusion.evaluation.metric_names import lower_is_better, ordered, slice_label
 from recfusion.evaluation.search_report import search_example
 from recfusion.registry.gate import Check, Decision
 from recfusion.serving.scoring import Scores
-from recfusion.stages import evaluate, gate, register
+from recfusion.stages import gate, register
 from tests.conftest import repo_config
 
 
@@ -116,24 +116,24 @@ def report(packaged_ndcg: float) -> dict:
 
 def test_why_packaged_says_what_scored_higher_and_what_the_cascade_costs() -> None:
     fusion = repo_config({"fusion": {"method": "cascade", "cascade": {"max_per_brand": 3}}}).fusion
-    why = evaluate.why_packaged(fusion, report(0.105))
+    why = header.why_packaged(fusion, report(0.105))
     assert "fusion:weighted scored a higher test NDCG@10" in why and "(0.1150 vs 0.1050)" in why
     assert "fusion.method: cascade" in why and "at most 3 items of one brand" in why
     assert "NDCG@10 0.1100 -> 0.1050" in why and "diversity@10 0.6400 -> 0.7300" in why
     assert "set fusion.method: weighted" in why
-    best = evaluate.why_packaged(fusion, report(0.120))
+    best = header.why_packaged(fusion, report(0.120))
     assert best == "fusion:cascade has the highest test NDCG@10 of every source and fusion method."
 
 
 def test_header_names_code_data_date_and_method_but_no_version() -> None:
     fusion = repo_config().fusion
-    about = evaluate.Provenance("abc123", True, "2026-06-01 12:00 UTC", "synthetic, size small")
-    header = evaluate.report_header(fusion, report(0.105), about)
-    assert "git abc123 with uncommitted changes" in header
-    assert "2026-06-01 12:00 UTC" in header and "synthetic, size small" in header
-    assert "fusion:cascade (params.yaml fusion.method)" in header
-    assert "assigned by stage register" in header
-    assert "src=" not in header and "<link" not in header
+    about = header.Provenance("abc123", True, "2026-06-01 12:00 UTC", "synthetic, size small")
+    shown = header.report_header(fusion, report(0.105), about)
+    assert "git abc123 with uncommitted changes" in shown
+    assert "2026-06-01 12:00 UTC" in shown and "synthetic, size small" in shown
+    assert "fusion:cascade (params.yaml fusion.method)" in shown
+    assert "assigned by stage register" in shown
+    assert "src=" not in shown and "<link" not in shown
 
 
 def test_describe_source() -> None:
@@ -141,9 +141,9 @@ def test_describe_source() -> None:
     info = {"params": {"days": 90, "n_users": None, "size": "small"},
             "rows": {"events": 10, "items": 3000, "users": 4000}, "seed": 42,
             "source": "synthetic"}  # fmt: skip
-    described = evaluate.describe_source(info)
+    described = header.describe_source(info)
     assert described == "synthetic, size small, seed 42: 4,000 users, 3,000 items, 10 events"
-    assert evaluate.describe_source(None).startswith("unknown")
+    assert header.describe_source(None).startswith("unknown")
 
 
 def gate_scores() -> Scores:

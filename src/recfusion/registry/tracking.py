@@ -23,9 +23,10 @@ LINEAGE_OUTS = ("data/raw", "data/validated", "data/prepared", "models/retrieval
                 "models/ranking", "models/tags", "models/fusion")  # fmt: skip
 FLOW_RUN_ENV = ("RECFUSION_FLOW_RUN_ID", "PREFECT__FLOW_RUN_ID")
 FLOW_RUN_NAME_ENV = "RECFUSION_FLOW_RUN_NAME"  # set by flows/training.py for its stages
-# The MLflow 3 UI opens an experiment as GenAI (traces overview) or classic training runs by this
-# tag, and guesses when it is missing; its own type switch sets the same tag. Source: the UI
-# bundle (setExperimentTag key "mlflow.experimentKind") and mlflow/demo/generators/traces.py.
+# The MLflow 3 UI's experiment-type switch writes this tag (source: the UI bundle's
+# setExperimentTag key "mlflow.experimentKind", mlflow/demo/generators/traces.py). Checked in
+# MLflow 3.17: a fresh browser still opens the experiment on the GenAI overview (the sidebar
+# switch is a browser preference), so recfusion's links go to the training runs directly.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 CLASSIC_KIND = "custom_model_development"
 # registry descriptions are String(5000) columns in MLflow's SQL stores
@@ -223,7 +224,8 @@ def describe_version(client: MlflowClient, name: str, version: str, card: str, r
 
 
 def show_as_classic(client: MlflowClient, experiment_id: str) -> None:
-    """Makes the MLflow UI open `experiment_id` in the classic training-runs view."""
+    """Tags `experiment_id` as a model-training experiment (custom_model_development), the type
+    the UI's own switch would record; see EXPERIMENT_KIND_TAG for what it does not change."""
     tags = client.get_experiment(experiment_id).tags
     if tags.get(EXPERIMENT_KIND_TAG) != CLASSIC_KIND:
         client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, CLASSIC_KIND)
