@@ -9,6 +9,7 @@ experiment named after the flow run (`dvc exp show`, `dvc exp apply NAME` to rep
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,13 +17,13 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
+from prefect.states import Completed, State
 
 from recfusion.config import FusionMethod, IngestSource
 from recfusion.config_parse import read_yaml
 from recfusion.data.io import read_json
 from recfusion.orchestration import reports
 from recfusion.orchestration.dvc_stage import (
-    StageFailed,
     pipeline_lock,
     pipeline_stages,
     project_dir,
@@ -38,13 +39,18 @@ from recfusion.orchestration.overrides import (
 
 # where a retry can help: reading input files, the tracking store
 RETRIES = {"ingest": 1, "register": 2, "gate": 2}
+SKIPPED = "Skipped"  # the state name of a stage DVC found up to date
 MLFLOW_UI = os.environ.get("RECFUSION_MLFLOW_UI", "http://127.0.0.1:5000")
 
 
 @task(cache_policy=NONE, task_run_name="{name}")
-def stage(root: Path, name: str, env: dict[str, str]) -> bool:
-    """One pipeline stage through DVC; its output streams into the task's log."""
-    return run_stage(root, name, env, get_run_logger().info)
+def stage(root: Path, name: str, env: dict[str, str]) -> bool | State:
+    """One pipeline stage through DVC; its output streams into the task's log. A stage DVC
+    found up to date ends in a Completed state named Skipped (the UI shows it as such)."""
+    if run_stage(root, name, env, get_run_logger().info):
+        return True
+    return Completed(name=SKIPPED, message="up to date: DVC found no changed dependency",
+                     data=False)  # fmt: skip
 
 
 def publish_validation(root: Path) -> None:
@@ -56,6 +62,11 @@ def publish_validation(root: Path) -> None:
                                   key=f"validation-{part}",
                                   description=f"GX result per suite ({part}); Data Docs: "
                                               f"{(folder / 'index.html').resolve().as_uri()}")  # fmt: skip
+
+
+def publish_stages(outcomes: list[tuple[str, str, float]]) -> None:
+    create_table_artifact(reports.stage_rows(outcomes), key="pipeline-stages",
+                          description="what each dvc.yaml stage did in this run")  # fmt: skip
 
 
 def publish_results(root: Path) -> None:
@@ -129,18 +140,24 @@ def training(
         }
     )
     with pipeline_lock(root), overridden_params(root / "params.yaml", wanted):
-        ran = []
+        ran, outcomes = [], []
         for name in pipeline_stages(root / "dvc.yaml"):
             task_ = stage.with_options(retries=RETRIES.get(name, 0), retry_delay_seconds=5)
-            try:
-                if task_(root, name, env):
-                    ran.append(name)
-            except StageFailed:
+            start = time.monotonic()
+            state = task_(root, name, env, return_state=True)
+            if not state.is_completed():
+                outcomes.append((name, "failed", time.monotonic() - start))
+                publish_stages(outcomes)
                 if name.startswith("validate"):
                     publish_validation(root)  # show what failed before failing the run
-                raise
+                state.result()  # raises the stage's StageFailed: the run fails with it
+            done = state.name != SKIPPED
+            outcomes.append((name, "ran" if done else "skipped", time.monotonic() - start))
+            if done:
+                ran.append(name)
             if name == "validate_prepared":
                 publish_validation(root)
+        publish_stages(outcomes)
         publish_results(root)
         if wanted:
             save_experiment(root, env, str(flow_run.name or "flow-run"), wanted)

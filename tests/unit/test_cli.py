@@ -140,8 +140,30 @@ def test_tensorflow_loads_quietly_on_a_machine_without_a_gpu() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; from recfusion.models.tf_setup import tf; "
-            "tf.constant(1.0); print('after', file=sys.stderr)")  # fmt: skip
+    # the oneDNN int32 fallback notice comes later, from training's first int32 op (written here
+    # as TensorFlow writes it); a real native error, a progress update and the traceback of an
+    # error on the way out still reach stderr, in order
+    notice = ("E0000 00:00:1796236085.190316    3351 util.cc:131] oneDNN supports DT_INT32 only "
+              "on platforms with AVX-512. Falling back to the default Eigen-based implementation")  # fmt: skip
+    code = ("import os, sys; from recfusion.models.tf_setup import tf; tf.constant(1.0); "
+            f"os.write(2, b'{notice}\\n'); os.write(2, b'E0000 real.cc:1] kept\\n'); "
+            "print('after', file=sys.stderr); sys.stderr.write('\\rbar 50%'); "
+            "raise ValueError('on the way out')")  # fmt: skip
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == "after\n", proc.stderr
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("E0000 real.cc:1] kept\nafter\n"), proc.stderr
+    assert "bar 50%Traceback" in proc.stderr and "oneDNN" not in proc.stderr, proc.stderr
+    assert proc.stderr.endswith("ValueError: on the way out\n"), proc.stderr
+
+
+def test_log_level_holds_for_libraries_that_set_their_own() -> None:
+    """bm25s sets its logger to DEBUG when imported; the CLI's INFO level still holds."""
+    import subprocess
+    import sys
+
+    code = ("import logging; from recfusion.logs import setup_logging; setup_logging(); "
+            "import bm25s; log = logging.getLogger('bm25s'); log.debug('hidden'); "
+            "log.info('shown')")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and "shown" in proc.stderr and "hidden" not in proc.stderr, (
+        proc.stderr)  # fmt: skip

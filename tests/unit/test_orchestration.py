@@ -86,6 +86,9 @@ def test_report_tables() -> None:
     # no cell is a bare "-" (a Markdown bullet in the UI's table)
     assert row["failed expectations"] == "none" and row["rows in"] == "n/a"
     assert row["data docs"] == "`reports/raw/v/__none__/u.html`"
+    stages = reports.stage_rows([("ingest", "skipped", 0.42), ("register", "ran", 12.34)])
+    assert [r["status"].split(":")[0] for r in stages] == ["skipped", "ran"]
+    assert stages[1] == {"stage": "register", "status": "ran", "seconds": 12.3}
     gate = {"version": "2", "passed": False, "outcome": "rejected", "reasons": ["drop ndcg@10"],
             "candidate": {"ndcg@10": 0.1, "recall@10": 0.2},
             "production": {"ndcg@10": 0.12, "recall@10": 0.2}}  # fmt: skip
@@ -96,10 +99,11 @@ def test_report_tables() -> None:
         "**Version 2 was REJECTED** -> `rejected`\n- drop ndcg@10")  # fmt: skip
     links = reports.mlflow_links({"experiment_id": "1", "run_id": "abc", "model_name": "m",
                                   "version": "3"}, "http://127.0.0.1:5000/")  # fmt: skip
-    assert links == {"run": "http://127.0.0.1:5000/#/experiments/1/runs/abc",
+    view = "?workflowType=machine_learning"  # the model-training view, not GenAI's overview
+    assert links == {"run": f"http://127.0.0.1:5000/#/experiments/1/runs/abc{view}",
                      "evaluation": "http://127.0.0.1:5000/#/experiments/1/runs/abc/artifactPath/"
-                                   "reports/evaluation.html",
-                     "version": "http://127.0.0.1:5000/#/models/m/versions/3"}  # fmt: skip
+                                   f"reports/evaluation.html{view}",
+                     "version": f"http://127.0.0.1:5000/#/models/m/versions/3{view}"}  # fmt: skip
 
 
 def test_relative_sqlite_store_resolves_under_the_project(tmp_path: Path) -> None:
@@ -182,7 +186,8 @@ def test_make_ui_links_the_experiment_s_training_runs() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     ui = f"http://127.0.0.1:{server.server_port}"
     try:
-        assert mlflow_runs_url(ui, "recfusion") == f"{ui}/#/experiments/7/runs"
+        assert mlflow_runs_url(ui, "recfusion") == (
+            f"{ui}/#/experiments/7/runs?workflowType=machine_learning")  # fmt: skip
         assert mlflow_runs_url(ui, "other") == ui
     finally:
         server.shutdown()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,20 @@ def validation_rows(summary: Mapping[str, Any], docs_dir: Path, root: Path | Non
     return rows
 
 
+STAGE_STATUS = {
+    "ran": "ran",
+    "skipped": "skipped: up to date (DVC found no changed dependency)",
+    "failed": "FAILED (see the task's log)",
+}
+
+
+def stage_rows(outcomes: Sequence[tuple[str, str, float]]) -> list[dict[str, Any]]:
+    """One row per stage of a run, in order: what it did (ran, skipped as up to date, failed)
+    and its wall time in seconds (a skipped stage's is DVC's check)."""
+    return [{"stage": name, "status": STAGE_STATUS[status], "seconds": round(seconds, 1)}
+            for name, status, seconds in outcomes]  # fmt: skip
+
+
 def metric_rows(gate: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per metric: the candidate, production on the same test users, and the delta."""
     production = gate.get("production") or {}
@@ -52,16 +66,23 @@ def gate_markdown(gate: Mapping[str, Any], report: str) -> str:
     return f"{head}{reasons}\n\n{report}"
 
 
+# MLflow 3.17's UI opens an experiment on its GenAI overview unless the browser's sidebar switch
+# says "Model training" (localStorage) or the URL carries this query; no tag or server setting
+# changes it, so every link recfusion gives carries it
+CLASSIC_VIEW = "?workflowType=machine_learning"
+
+
 def mlflow_links(register: Mapping[str, Any], ui: str) -> dict[str, str]:
     """Links into the MLflow UI for the run, the run's copy of the evaluation report (its artifact
     viewer: the report as this run made it, where a working copy's file is overwritten by the
     next run) and the registered version."""
     ui = ui.rstrip("/")
     run = f"{ui}/#/experiments/{register['experiment_id']}/runs/{register['run_id']}"
+    version = f"{ui}/#/models/{register['model_name']}/versions/{register['version']}"
     return {
-        "run": run,
-        "evaluation": f"{run}/artifactPath/reports/evaluation.html",
-        "version": f"{ui}/#/models/{register['model_name']}/versions/{register['version']}",
+        "run": run + CLASSIC_VIEW,
+        "evaluation": f"{run}/artifactPath/reports/evaluation.html{CLASSIC_VIEW}",
+        "version": version + CLASSIC_VIEW,
     }
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from recfusion.config import load_config
 from recfusion.logs import setup_logging
 from recfusion.orchestration.dvc_stage import stage_env
+from recfusion.orchestration.reports import CLASSIC_VIEW
 
 log = logging.getLogger(__name__)
 HOST = os.environ.get("HOST", "127.0.0.1")
@@ -65,8 +66,9 @@ def wait_for(url: str, timeout: float, procs: list[subprocess.Popen]) -> None:
 
 
 def mlflow_runs_url(ui: str, experiment: str) -> str:
-    """The experiment's table of training runs (MLflow 3 otherwise opens an experiment on its
-    GenAI overview), or the UI's front page while the experiment does not exist yet."""
+    """The experiment's table of training runs in the UI's model-training view (MLflow 3.17
+    otherwise opens an experiment on its GenAI overview: reports.CLASSIC_VIEW), or the UI's front
+    page while the experiment does not exist yet."""
     query = urllib.parse.urlencode({"experiment_name": experiment})
     try:
         with urllib.request.urlopen(f"{ui}/api/2.0/mlflow/experiments/get-by-name?{query}",
@@ -74,7 +76,7 @@ def mlflow_runs_url(ui: str, experiment: str) -> str:
             found = json.loads(r.read())["experiment"]["experiment_id"]
     except (OSError, KeyError, ValueError):
         return ui
-    return f"{ui}/#/experiments/{found}/runs"
+    return f"{ui}/#/experiments/{found}/runs{CLASSIC_VIEW}"
 
 
 def port_free(port: int) -> bool:
@@ -103,8 +105,10 @@ def main() -> int:
     # each child in its own session: Ctrl-C reaches this process only, which then stops the
     # children in order (no child is interrupted mid-request, none prints a traceback)
     procs = [
-        subprocess.Popen([str(bin_dir / "prefect"), "server", "start", "--host", HOST,
-                          "--port", str(PREFECT_PORT)], env=env, start_new_session=True),
+        # Prefect's server with SQLite writes that wait their turn (orchestration/prefect_server)
+        subprocess.Popen([sys.executable, "-m", "recfusion.orchestration.prefect_server",
+                          "server", "start", "--host", HOST, "--port", str(PREFECT_PORT)],
+                         env=env, start_new_session=True),
         subprocess.Popen([str(bin_dir / "mlflow"), "server", "--backend-store-uri", tracking,
                           "--host", HOST, "--port", str(MLFLOW_PORT), "--workers", "1"], env=env,
                          start_new_session=True),

@@ -26,7 +26,8 @@ FLOW_RUN_NAME_ENV = "RECFUSION_FLOW_RUN_NAME"  # set by flows/training.py for it
 # The MLflow 3 UI's experiment-type switch writes this tag (source: the UI bundle's
 # setExperimentTag key "mlflow.experimentKind", mlflow/demo/generators/traces.py). Checked in
 # MLflow 3.17: a fresh browser still opens the experiment on the GenAI overview (the sidebar
-# switch is a browser preference), so recfusion's links go to the training runs directly.
+# switch is a browser preference), so recfusion's links carry ?workflowType=machine_learning
+# (orchestration/reports.CLASSIC_VIEW).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 CLASSIC_KIND = "custom_model_development"
 # registry descriptions are String(5000) columns in MLflow's SQL stores
