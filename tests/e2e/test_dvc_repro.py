@@ -144,6 +144,10 @@ def test_registry_gate_and_served_model(workspace) -> None:
     assert "# Gate: recfusion version 1" in (dest / "reports/gate.md").read_text()
     listed = recfusion(["registry", "list"], dest, env)
     assert re.search(rf"^1\s+{gate['outcome']}\s+candidate", listed, re.M), listed
+    # logged from code (serving/pyfunc_model.py runs at load): no pickled python model
+    mlmodels = list((dest / "mlartifacts").rglob("MLmodel"))
+    assert mlmodels and not list((dest / "mlartifacts").rglob("python_model.pkl"))
+    assert all("model_code_path" in m.read_text() for m in mlmodels), mlmodels
     promote = ["registry", "promote", "1", "--to", "production", "--reason", "e2e"]
     recfusion(promote + ([] if gate["passed"] else ["--force"]), dest, env)
 

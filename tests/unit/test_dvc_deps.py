@@ -42,6 +42,11 @@ def is_docstring_only(path: Path) -> bool:
     )
 
 
+def is_module_name(value: ast.expr) -> bool:
+    return (isinstance(value, ast.Constant) and isinstance(value.value, str)
+            and value.value.startswith("recfusion.") and module_file(value.value) is not None)  # fmt: skip
+
+
 @cache
 def direct_imports(path: Path) -> frozenset[str]:
     """Every recfusion module that `path` imports anywhere in its body."""
@@ -55,6 +60,10 @@ def direct_imports(path: Path) -> frozenset[str]:
         elif isinstance(node, ast.ImportFrom) and node.module:
             # `from recfusion.x import y`: y is a submodule or a name defined in recfusion.x
             names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        elif isinstance(node, ast.Assign) and is_module_name(node.value):
+            # a module named in a constant (`MODEL_CODE = "recfusion.serving.pyfunc_model"`) is
+            # run by path: MLflow executes the model-code file when it logs and loads the model
+            names = [node.value.value]  # type: ignore[attr-defined]
         else:
             continue
         for name in names:

@@ -13,6 +13,7 @@ import pandas as pd
 from recfusion.config import load_config
 from recfusion.data.io import DataFileError, read_table
 from recfusion.data.schema import SPLITS
+from recfusion.serving.manifest import WorkspaceMismatch
 
 WORKSPACE = "workspace"
 MAX_USERS_FILE_BYTES = 50_000_000
@@ -42,12 +43,17 @@ class _WorkspaceModel:
 def load_model(model: str, params: Path, history: Sequence[str] | None = None) -> Predictor:
     """The recommender behind `model`: 'workspace' or an MLflow model URI.
 
+    A model URI's workspace is checked against its manifest before the recommender is assembled
+    (serving/manifest.py); the workspace of this folder is not (it has no manifest).
+
     Args:
         history: the splits the recommender knows users by (None: every split, as served);
             e.g. ("train", "val") to score the test split, whose items then stay recommendable.
 
     Raises:
         TrackingUnavailable: the tracking store of params.yaml cannot be reached.
+        WorkspaceMismatch: the model's files differ from its manifest (the message names `model`
+            and the files).
     """
     if model == WORKSPACE:
         return _WorkspaceModel(params.parent, history)
@@ -60,7 +66,11 @@ def load_model(model: str, params: Path, history: Sequence[str] | None = None) -
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     if history is None:
-        return mlflow.pyfunc.load_model(model)
+        try:
+            return mlflow.pyfunc.load_model(model)
+        except WorkspaceMismatch as e:
+            # the model's own check (load_context) names it by its logged id; say the URI given
+            raise WorkspaceMismatch(model, e.problems) from e
     from recfusion.serving.pyfunc import local_workspace
 
     keep = tempfile.TemporaryDirectory(prefix="recfusion-model-")
