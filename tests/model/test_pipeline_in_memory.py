@@ -156,7 +156,8 @@ def test_every_stage_runs_in_memory(tiny_tables, tiny_model_data, trained_retrie
     searcher = personalise(search.searcher, ranking.model, data, SEARCH_HISTORY)
     about = header.Provenance("abc123", False, "2026-06-01 12:00 UTC", "synthetic, size tiny")
     evaluation = evaluate.run(cfg, evaluate.EvaluateInputs(
-        prep, data, models, fused.fitted, searcher, prepared.queries, ranking.report, about))  # fmt: skip
+        prep, data, models, fused.fitted, searcher, prepared.queries, ranking.report, about,
+        b"test-key"))  # fmt: skip
     result = evaluation.result
     packaged = f"fusion:{cfg.fusion.method}"
     assert result["packaged"] == packaged and result["test_users"] > 0
@@ -168,6 +169,8 @@ def test_every_stage_runs_in_memory(tiny_tables, tiny_model_data, trained_retrie
         assert 0.0 < m["coverage@10"] <= 1.0, name
     assert len(result["examples"]) == min(cfg.evaluate.example_users, result["test_users"])
     assert all(r["reason"] for ex in result["examples"] for r in ex["recommendations"])
+    # the examples name users by keyed pseudonym: no raw id in the report (recfusion.privacy)
+    assert all(ex["user"].startswith("user-") and "user_id" not in ex for ex in result["examples"])
     assert result["search"]["test_queries"] > 0 and "ranking_heads" in result
     assert evaluation.ks == sorted(cfg.evaluate.ks)
     evaluate.write_outputs(evaluation, tmp_path / "reports")
@@ -178,10 +181,12 @@ def test_every_stage_runs_in_memory(tiny_tables, tiny_model_data, trained_retrie
 
     # register's pure part: what it would log (no tracking store here)
     registration = register.run(cfg, register.RegisterInputs(
-        result, lineage_tags(tmp_path, cfg, checked.summary), [str(data.users.user_ids[0])]))  # fmt: skip
+        result, lineage_tags(tmp_path, cfg, checked.summary)))  # fmt: skip
     assert registration.params["fusion.method"] == cfg.fusion.method
     assert registration.metrics and all(np.isfinite(list(registration.metrics.values())))
     assert registration.tags["gx.success"] == "true"
+    # the logged input example names no customer
+    assert not set(registration.input_example["user_id"]) & set(data.users.user_ids)
     card = registration.model_card("7")
     assert f"method `{cfg.fusion.method}`" in card
     assert f"{cfg.registry.model_name} version 7" in card

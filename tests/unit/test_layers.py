@@ -24,6 +24,7 @@ LAYERS = {
     "config_parse": 0,  # YAML -> typed dataclasses, for any schema
     "paths": 0,  # where the stages read and write
     "logs": 0,  # logging set-up
+    "privacy": 0,  # pseudonyms of user ids in what people read
     "config": 1,  # params.yaml -> the typed configuration
     "metrics": 2,  # leaf metrics (top-k, ranking and classification metrics): pure NumPy
     "data": 3,  # canonical schema, sources, io

@@ -48,6 +48,7 @@ from recfusion.fusion.period import Period
 from recfusion.metrics.ranking import ndcg_per_user, paired_bootstrap, ranking_metrics
 from recfusion.models.dataset import ModelData, PreparedData, build_model_data, read_prepared
 from recfusion.paths import MODELS_DIR, PREPARED_DIR, RAW_DIR, REPORTS_DIR
+from recfusion.privacy import pseudonym, pseudonym_key
 from recfusion.registry.tracking import git_state
 from recfusion.search.searcher import Searcher, load_searcher
 from recfusion.stages.entry import guarded, stage_config
@@ -65,6 +66,7 @@ class EvaluateInputs:
     queries: pd.DataFrame  # the prepared query log, with its split column
     ranking_report: dict | None  # reports/ranking.json, when train_ranking wrote one
     provenance: Provenance  # commit, date and data source, for the HTML report's header
+    pseudonym_key: bytes  # the key of the user pseudonyms the report shows (recfusion.privacy)
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,10 @@ class Evaluation:
 
 
 def evaluate_all(cfg: Config, prepared: PreparedData, data: ModelData, test: Period,
-                 fitted: FittedFusion, item_embeddings: np.ndarray) -> dict[str, Any]:  # fmt: skip
-    """Every metric of the stage docstring for every source and method."""
+                 fitted: FittedFusion, item_embeddings: np.ndarray,
+                 pseudonym_key: bytes) -> dict[str, Any]:  # fmt: skip
+    """Every metric of the stage docstring for every source and method; the example lists name
+    their users by pseudonym (recfusion.privacy)."""
     ks = sorted(cfg.evaluate.ks)
     c, rel = test.candidates, test.relevant
     bought = purchases(prepared, data, ["train", "val"], c.rows)
@@ -110,7 +114,7 @@ def evaluate_all(cfg: Config, prepared: PreparedData, data: ModelData, test: Per
     for u in range(min(cfg.evaluate.example_users, len(c.rows))):
         items = rankings[packaged][u, :10]
         examples.append({
-            "user_id": str(data.users.user_ids[c.rows[u]]),
+            "user": pseudonym(str(data.users.user_ids[c.rows[u]]), pseudonym_key),
             "recommendations": [
                 {"item_id": str(data.catalog.item_ids[i]), "title": str(data.catalog.titles[i]),
                  "source": src, "reason": why}
@@ -165,7 +169,7 @@ def write_html(result: dict, ranking: dict | None, ks: list[int], header: str, p
     boot = {n: {"mean diff": b["mean_diff"], "95% low": b["ci_low"], "95% high": b["ci_high"]}
             for n, b in result["bootstrap_vs_best_source"].items()}  # fmt: skip
     examples = "".join(
-        f"<h3>user {html.escape(ex['user_id'])}</h3>"
+        f"<h3>user {html.escape(ex['user'])} (pseudonym)</h3>"
         + html.item_list(
             [{**r, "note": f"{r['source']}: {r['reason']}"} for r in ex["recommendations"]]
         )
@@ -232,7 +236,7 @@ def read_inputs(cfg: Config, prepared_dir: Path = PREPARED_DIR, models_dir: Path
                              SEARCH_HISTORY)  # fmt: skip
     queries = read_table(prepared_dir / "queries.parquet")
     return EvaluateInputs(prepared, data, models, fusion, searcher, queries, ranking,
-                          read_provenance(root, raw_dir))  # fmt: skip
+                          read_provenance(root, raw_dir), pseudonym_key(root))  # fmt: skip
 
 
 def run(cfg: Config, inputs: EvaluateInputs) -> Evaluation:
@@ -240,7 +244,7 @@ def run(cfg: Config, inputs: EvaluateInputs) -> Evaluation:
     data = inputs.data
     test = period(cfg.fusion, data, ["train", "val"], ["test"], inputs.models)
     result = evaluate_all(cfg, inputs.prepared, data, test, inputs.fusion,
-                          inputs.models.retrieval.items)  # fmt: skip
+                          inputs.models.retrieval.items, inputs.pseudonym_key)  # fmt: skip
     ranking = inputs.ranking_report
     if ranking:
         result["ranking_heads"] = {h: {k: v for k, v in r.items() if k != "calibration"}

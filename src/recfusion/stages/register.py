@@ -34,7 +34,7 @@ from mlflow import MlflowClient
 from recfusion.config import Config, RegistryConfig
 from recfusion.data.io import read_json, write_json
 from recfusion.evaluation.metric_names import ordered
-from recfusion.paths import PREPARED_DIR, REPORTS_DIR, VALIDATION_REPORTS
+from recfusion.paths import REPORTS_DIR, VALIDATION_REPORTS
 from recfusion.registry.gate import promote_command
 from recfusion.registry.moves import mark_candidate
 from recfusion.registry.tracking import (
@@ -53,7 +53,9 @@ from recfusion.stages.entry import guarded, stage_config, stops_on
 log = logging.getLogger(__name__)
 ROOT = Path(".")  # the workspace: the project root
 ARTIFACTS_DIR = Path("mlartifacts")  # run artifacts of a SQLite store, next to mlflow.db
-NEW_USER = "new-user-example"  # an id no model knows: shows the cold-start answer
+# the input example's user: a made-up id (the logged example is readable by anyone who can read
+# the registry, so it names no customer); no model knows it, so it shows the cold-start answer
+EXAMPLE_USER = "example-user"
 EXAMPLE_QUERY = "waterproof boots"  # a search row in the input example
 
 
@@ -61,7 +63,6 @@ EXAMPLE_QUERY = "waterproof boots"  # a search row in the input example
 class RegisterInputs:
     report: dict[str, Any]  # reports/metrics.json
     lineage: dict[str, str]  # git, dvc.lock hashes, data source and version, GX result, flow run
-    known_users: list[str]  # a user the model knows, for the input example
 
 
 @dataclass(frozen=True)
@@ -146,20 +147,19 @@ NDCG@10 against the best single source ({report["best_source"]}): mean differenc
 """
 
 
-def input_example(known_users: list[str]) -> pd.DataFrame:
-    """A recommendation for a known user, one for an unknown user, a search."""
+def input_example() -> pd.DataFrame:
+    """A recommendation, one with an item excluded, and a search, for a made-up user."""
     # every row has every column: MLflow's schema check refuses a column missing in some rows
-    return pd.DataFrame({"user_id": [*known_users, NEW_USER, *known_users], "k": [5, 3, 5],
+    return pd.DataFrame({"user_id": [EXAMPLE_USER] * 3, "k": [5, 3, 5],
                          "query": ["", "", EXAMPLE_QUERY], "exclude": [[], [], []]})  # fmt: skip
 
 
 def read_inputs(cfg: Config, root: Path = ROOT) -> RegisterInputs:
-    """The evaluation's report, the lineage of the workspace `root` and a known user."""
+    """The evaluation's report and the lineage of the workspace `root`."""
     report = read_json(root / REPORTS_DIR / "metrics.json")
     summary = root / VALIDATION_REPORTS / "raw" / "summary.json"
     lineage = lineage_tags(root, cfg, read_json(summary) if summary.is_file() else None)
-    users = pd.read_parquet(root / PREPARED_DIR / "users.parquet", columns=["user_id"])
-    return RegisterInputs(report, lineage, users["user_id"].astype(str).head(1).tolist())
+    return RegisterInputs(report, lineage)
 
 
 def run(cfg: Config, inputs: RegisterInputs) -> Registration:
@@ -172,7 +172,7 @@ def run(cfg: Config, inputs: RegisterInputs) -> Registration:
         metrics=run_metrics(inputs.report),
         tags=tags,
         model_card=partial(model_card, cfg, inputs.report, tags),
-        input_example=input_example(inputs.known_users),
+        input_example=input_example(),
     )
 
 

@@ -1,0 +1,45 @@
+"""Pseudonyms for user ids in what people read: reports, logged artifacts, example requests.
+
+A pseudonym is a keyed hash (HMAC-SHA-256) of the user id: the same user gets the same pseudonym
+in every report made with one key, so lists can be compared across runs, but without the key
+nobody can tell which customer a pseudonym stands for, or test a guess. The key never enters
+the repository: it comes from RECFUSION_PSEUDONYM_KEY, else from `.recfusion/pseudonym.key`
+(git-ignored), written with 32 random bytes on first use, readable by its owner only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+KEY_ENV = "RECFUSION_PSEUDONYM_KEY"
+KEY_FILE = Path(".recfusion/pseudonym.key")
+PREFIX = "user-"
+DIGITS = 12  # hex digits kept: 48 bits, no collision in any shop's user count worth worrying
+
+
+def pseudonym_key(root: Path = Path(".")) -> bytes:
+    """The key: RECFUSION_PSEUDONYM_KEY when set (its text, UTF-8), else the key file under
+    `root`, created on first use."""
+    if os.environ.get(KEY_ENV):
+        return os.environ[KEY_ENV].encode("utf-8")
+    path = root / KEY_FILE
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another stage process made it a moment ago
+            pass
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(secrets.token_hex(32) + "\n")
+    return path.read_text(encoding="utf-8").strip().encode("utf-8")
+
+
+def pseudonym(user_id: str, key: bytes) -> str:
+    """`user-` and the first DIGITS hex digits of HMAC-SHA-256(key, user_id)."""
+    digest = hmac.new(key, str(user_id).encode("utf-8"), hashlib.sha256).hexdigest()
+    return PREFIX + digest[:DIGITS]
