@@ -284,6 +284,8 @@ class RegistryConfig:
 class ServingConfig:
     max_k: int  # most recommendations one request may ask for
     max_query_chars: int  # longest search query a request may send
+    max_rows: int  # most rows (lists) one request may hold
+    max_user_id_chars: int  # longest user id a request may send
 
 
 @dataclass(frozen=True)
@@ -426,6 +428,8 @@ RANGES: dict[str, Bound] = {
     "registry.gate.sample_requests": AT_LEAST_1,
     "serving.max_k": AT_LEAST_1,
     "serving.max_query_chars": AT_LEAST_1,
+    "serving.max_rows": AT_LEAST_1,
+    "serving.max_user_id_chars": AT_LEAST_1,
 }
 
 

@@ -43,6 +43,24 @@ def test_parse_requests_refuses_malformed_rows(frame: pd.DataFrame, message: str
         parse_requests(frame, 100, 200)
 
 
+def test_parse_requests_caps_rows_and_ids_and_never_echoes_a_long_value() -> None:
+    many = pd.DataFrame({"user_id": ["u"] * 6, "k": [3] * 6})
+    with pytest.raises(RequestError, match=r"6 rows in one request; at most 5 .*serving.max_rows"):
+        parse_requests(many, 100, 200, max_rows=5)
+    assert len(parse_requests(many.head(5), 100, 200, max_rows=5)) == 5
+    huge = "x" * 100_000
+    with pytest.raises(RequestError, match=r"row 0: user_id has 100000 characters; at most 128"):
+        parse_requests(pd.DataFrame({"user_id": [huge], "k": [3]}), 100, 200,
+                       max_user_id_chars=128)  # fmt: skip
+    for frame in (pd.DataFrame({"user_id": ["u"], "k": [3], "exclude": [huge]}),
+                  pd.DataFrame({"user_id": ["u"], "k": [3], "query": [[huge]]}),
+                  pd.DataFrame({"user_id": ["u"], "k": [huge]}),
+                  pd.DataFrame({"user_id": ["u"], "k": [3], huge: [1]})):  # fmt: skip
+        with pytest.raises(RequestError) as e:
+            parse_requests(frame, 100, 200)
+        assert len(str(e.value)) < 200, str(e.value)[:300]
+
+
 def test_parse_requests_needs_a_table() -> None:
     with pytest.raises(RequestError, match="expected a table"):
         parse_requests({"user_id": "u"}, 10, 200)  # type: ignore[arg-type]

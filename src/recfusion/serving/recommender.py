@@ -65,19 +65,30 @@ class Request:
         return bool(tokenize(self.query))
 
 
-def parse_requests(frame: pd.DataFrame, max_k: int, max_query_chars: int) -> list[Request]:
-    """Checks every row of a request table.
+def parse_requests(frame: pd.DataFrame, max_k: int, max_query_chars: int,
+                   max_rows: int | None = None, max_user_id_chars: int | None = None
+                   ) -> list[Request]:  # fmt: skip
+    """Checks every row of a request table. Errors name the row and field and show at most a
+    short prefix of a bad value (a request is never echoed back).
+
+    Args:
+        max_rows, max_user_id_chars: serving.max_rows and serving.max_user_id_chars (None: no
+            limit).
 
     Raises:
-        RequestError: a missing or unknown column, an empty user_id, k not an integer in
-            [1, max_k], exclude not a list of strings, a query that is not a string or is longer
-            than max_query_chars.
+        RequestError: more than max_rows rows, a missing or unknown column, an empty user_id or
+            one longer than max_user_id_chars, k not an integer in [1, max_k], exclude not a list
+            of strings, a query that is not a string or is longer than max_query_chars.
     """
     if not isinstance(frame, pd.DataFrame):
         raise RequestError(f"expected a table of requests, got {type(frame).__name__}")
+    if max_rows is not None and len(frame) > max_rows:
+        raise RequestError(f"{len(frame)} rows in one request; at most {max_rows} are accepted "
+                           "(serving.max_rows): split it")  # fmt: skip
     unknown = [c for c in frame.columns if c not in REQUEST_COLUMNS]
     if unknown:
-        raise RequestError(f"unknown column '{unknown[0]}' (columns: {', '.join(REQUEST_COLUMNS)})")
+        raise RequestError(f"unknown column {shown(unknown[0])} (columns: "
+                           f"{', '.join(REQUEST_COLUMNS)})")  # fmt: skip
     for col in ("user_id", "k"):
         if col not in frame.columns:
             raise RequestError(f"missing column '{col}': each row needs user_id and k")
@@ -85,13 +96,22 @@ def parse_requests(frame: pd.DataFrame, max_k: int, max_query_chars: int) -> lis
     for n, row in enumerate(frame.to_dict("records")):
         user, k = row["user_id"], row["k"]
         if not isinstance(user, str) or not user.strip():
-            raise RequestError(f"row {n}: user_id must be a non-empty string, got {user!r}")
+            raise RequestError(f"row {n}: user_id must be a non-empty string, got {shown(user)}")
+        if max_user_id_chars is not None and len(user) > max_user_id_chars:
+            raise RequestError(f"row {n}: user_id has {len(user)} characters; at most "
+                               f"{max_user_id_chars} are accepted (serving.max_user_id_chars)")  # fmt: skip
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= max_k:
-            raise RequestError(f"row {n}: k must be an integer from 1 to {max_k}, got {k!r}")
+            raise RequestError(f"row {n}: k must be an integer from 1 to {max_k}, got {shown(k)}")
         query = _query_of(row.get("query"), n, max_query_chars)
         exclude = _exclude_of(row.get("exclude"), n)
         out.append(Request(user.strip(), int(k), exclude, query))
     return out
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """A bad value as an error shows it: its repr, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _missing(value: object) -> bool:
@@ -103,7 +123,7 @@ def _query_of(value: object, n: int, max_chars: int) -> str:
     if _missing(value):
         return ""
     if not isinstance(value, str):
-        raise RequestError(f"row {n}: query must be a string, got {value!r}")
+        raise RequestError(f"row {n}: query must be a string, got {shown(value)}")
     if len(value) > max_chars:
         raise RequestError(f"row {n}: query has {len(value)} characters; at most {max_chars} "
                            "are accepted (serving.max_query_chars)")  # fmt: skip
@@ -116,7 +136,7 @@ def _exclude_of(value: object, n: int) -> tuple[str, ...]:
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise RequestError(f"row {n}: exclude must be a list of item ids, got {value!r}")
+        raise RequestError(f"row {n}: exclude must be a list of item ids, got {shown(value)}")
     return tuple(value)
 
 
@@ -179,7 +199,9 @@ class Recommender:
         Raises:
             RequestError: a malformed request.
         """
-        requests = parse_requests(frame, self.max_k, self.cfg.serving.max_query_chars)
+        sc = self.cfg.serving
+        requests = parse_requests(frame, self.max_k, sc.max_query_chars, sc.max_rows,
+                                  sc.max_user_id_chars)  # fmt: skip
         rows = self.data.users.positions([r.user_id for r in requests])
         searches = np.array([r.is_search for r in requests], dtype=bool)
         if searches.any() and self.searcher is None:
