@@ -140,21 +140,19 @@ def training(
         }
     )
     with pipeline_lock(root), overridden_params(root / "params.yaml", wanted):
-        ran, outcomes = [], []
+        outcomes: list[tuple[str, str, float]] = []
         for name in pipeline_stages(root / "dvc.yaml"):
             task_ = stage.with_options(retries=RETRIES.get(name, 0), retry_delay_seconds=5)
             start = time.monotonic()
             state = task_(root, name, env, return_state=True)
-            if not state.is_completed():
-                outcomes.append((name, "failed", time.monotonic() - start))
+            status = ("failed" if not state.is_completed()
+                      else "skipped" if state.name == SKIPPED else "ran")  # fmt: skip
+            outcomes.append((name, status, time.monotonic() - start))
+            if status == "failed":
                 publish_stages(outcomes)
                 if name.startswith("validate"):
                     publish_validation(root)  # show what failed before failing the run
                 state.result()  # raises the stage's StageFailed: the run fails with it
-            done = state.name != SKIPPED
-            outcomes.append((name, "ran" if done else "skipped", time.monotonic() - start))
-            if done:
-                ran.append(name)
             if name == "validate_prepared":
                 publish_validation(root)
         publish_stages(outcomes)
@@ -162,7 +160,7 @@ def training(
         if wanted:
             save_experiment(root, env, str(flow_run.name or "flow-run"), wanted)
     gate = read_json(root / "reports" / "gate.json")
-    return {"ran": ran, "version": gate["version"], "outcome": gate["outcome"],
+    return {"ran": [n for n, status, _ in outcomes if status == "ran"], "version": gate["version"], "outcome": gate["outcome"],
             "overrides": flatten(wanted)}  # fmt: skip
 
 

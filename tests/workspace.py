@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,13 @@ GIT_IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTE
 # everything but these two runs in the shared snapshot; they write to the MLflow store, whose
 # artifact locations are absolute paths, so each copy registers its own versions
 REGISTRY_STAGES = ("register", "gate")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def sh(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int = 900) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from tests.workspace import (
     copy_repo,
     copy_workspace,
     dvc,
+    free_port,
     sh,
     stage_names,
 )
@@ -135,12 +135,6 @@ def held_out_user(dest: Path) -> str:
 
     return str(pd.read_parquet(dest / "data/prepared/test.parquet", columns=["user_id"])
                ["user_id"].iloc[0])  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def post(url: str, body: bytes) -> tuple[int, dict]:

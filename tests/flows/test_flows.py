@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -21,18 +20,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.workspace import copy_workspace
+from tests.workspace import copy_workspace, free_port
 
 pytestmark = pytest.mark.slow
 
 EASY_GATE = {"registry": {"gate": {"floors": {"ndcg@10": 0.0, "recall@10": 0.0,
                                               "coverage@10": 0.0}}}}  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
