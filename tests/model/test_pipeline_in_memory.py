@@ -10,12 +10,13 @@ with the same settings); the other models train here with few epochs.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from recfusion.config import RANKING_METRICS
+from recfusion.config import RANKING_METRICS, with_overrides
 from recfusion.data.schema import SPLITS, TABLES
 from recfusion.evaluation import header
 from recfusion.evaluation.search_report import HISTORY as SEARCH_HISTORY
@@ -28,7 +29,7 @@ from recfusion.registry.gate import Infra
 from recfusion.registry.tracking import lineage_tags
 from recfusion.search.searcher import personalise
 from recfusion.serving.recommender import Recommender
-from recfusion.serving.scoring import build_test_set
+from recfusion.serving.scoring import build_test_set, score_recommender
 from recfusion.stages import (
     evaluate,
     fuse,
@@ -210,5 +211,13 @@ def test_every_stage_runs_in_memory(tiny_tables, tiny_model_data, trained_retrie
     assert summary["drop_intervals"] and all(lo == hi == 0.0
                                              for lo, hi in summary["drop_intervals"].values())  # fmt: skip
     expected = cfg.registry.gate.auto_promote if decided.decision.passed else "rejected"
+    # the test users go in requests of at most serving.max_rows (the default data has 1,276
+    # test users and a limit of 1,000): a smaller limit scores the same
+    small = dataclasses.replace(candidate, cfg=with_overrides(cfg, {"serving": {"max_rows": 7}}))
+    assert len(test.user_ids) > 7
+    assert (
+        score_recommender(small, test, [10]).overall
+        == score_recommender(candidate, test, [10]).overall
+    )
     assert decided.outcome == expected, (decided.outcome, decided.decision)
     assert decided.report.startswith(f"# Gate: {cfg.registry.model_name} version 2")

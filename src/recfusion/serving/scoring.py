@@ -52,9 +52,19 @@ def build_test_set(prepared: PreparedData, data: ModelData, head_share: float) -
 
 
 def score_recommender(recommender: Recommender, test: TestSet, ks: list[int]) -> Scores:
-    """Asks `recommender` for every test user's top max(ks) and scores the answers."""
+    """Asks `recommender` for every test user's top max(ks) and scores the answers. The users
+    are sent in requests of at most the model's `serving.max_rows`, as a client must."""
     k = max(ks)
-    answer = recommender.recommend(pd.DataFrame({"user_id": test.user_ids, "k": k}))
+    per_request = recommender.cfg.serving.max_rows
+    answer = pd.concat(
+        [
+            recommender.recommend(pd.DataFrame({"user_id": users, "k": k}))
+            for users in np.split(
+                test.user_ids, range(per_request, len(test.user_ids), per_request)
+            )
+        ],
+        ignore_index=True,
+    )
     ranked = np.full((len(test.user_ids), k), -1, dtype=np.int64)
     slot = pd.Index(test.user_ids).get_indexer(answer["user_id"])
     pos = test.data.catalog.positions(answer["item_id"])
