@@ -113,8 +113,18 @@ class ValidationConfig:
     min_rows: dict[str, int]  # per table (users, items, events, queries): fewest rows accepted
     max_rows: int  # most rows accepted in any table
     max_query_chars: int  # longest search query accepted
+    max_title_chars: int  # longest item title accepted
+    max_text_chars: int  # longest id, category path, brand, gender, region or session id accepted
     max_drift_kl: float  # prepared: largest KL divergence of test vs train category / event mix
     example_rows: int  # bad rows shown per failed expectation in the summary
+
+
+# --------------------------------------------------------------------------- privacy
+@dataclass(frozen=True)
+class PrivacyConfig:
+    show_examples: (
+        bool  # validation summaries show whole bad rows (else row number + failing column)
+    )
 
 
 # --------------------------------------------------------------------------- prepare
@@ -293,6 +303,7 @@ class Config:
     seed: int  # the one seed every stage derives its randomness from
     ingest: IngestConfig
     validation: ValidationConfig
+    privacy: PrivacyConfig
     prepare: PrepareConfig
     train: TrainConfig
     fusion: FusionConfig
@@ -350,6 +361,8 @@ RANGES: dict[str, Bound] = {
     "validation.min_rows": NON_NEGATIVE,
     "validation.max_rows": AT_LEAST_1,
     "validation.max_query_chars": AT_LEAST_1,
+    "validation.max_title_chars": AT_LEAST_1,
+    "validation.max_text_chars": AT_LEAST_1,
     "validation.max_drift_kl": NON_NEGATIVE,  # a KL divergence is never negative
     "validation.example_rows": NON_NEGATIVE,
     "prepare.price_buckets": AT_LEAST_1,

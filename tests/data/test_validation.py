@@ -3,14 +3,17 @@ failing expectation named; quarantine conserves rows; Data Docs link every suite
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from recfusion.config import MovieLensConfig
-from recfusion.data import movielens
+from recfusion.config import FilesConfig, MovieLensConfig
+from recfusion.data import files, movielens
+from recfusion.data.schema import UNPARSED
 from recfusion.stages import prepare, validate, validate_prepared
 from tests.conftest import REPO, repo_config
 from tests.movielens_fixture import write_grouplens
@@ -19,9 +22,11 @@ NOW = pd.Timestamp("2026-06-01")
 SUITES = REPO / "expectations"
 
 
-def run_validation(tmp_path: Path, tables, on_failure: str = "quarantine", **overrides):
+def run_validation(
+    tmp_path: Path, tables, on_failure: str = "quarantine", source=None, **overrides
+):
     cfg = repo_config({"validation": {"on_failure": on_failure, **overrides}})
-    inputs = validate.RawInputs(tables, validate.read_suites(SUITES))
+    inputs = validate.RawInputs(tables, validate.read_suites(SUITES), source or {})
     return validate.run(cfg, inputs, docs_dir=tmp_path / "docs", now=NOW)
 
 
@@ -100,6 +105,77 @@ def test_row_level_faults_are_quarantined_with_named_reasons(tmp_path: Path, tin
     qq = " | ".join(result.decisions["queries"].quarantined["reason"])
     assert "expect_column_value_lengths_to_be_between(query)" in qq
     assert "expect_column_values_to_be_in_set(ref_clicked_item_known)" in qq
+
+
+def ingest_as_files(folder: Path, tables: dict[str, pd.DataFrame]):
+    """`tables` written as the user's CSV files and read back by the files source: the tables
+    and data/raw/source.json's record of the source."""
+    folder.mkdir(parents=True)
+    for name, df in tables.items():
+        df.to_csv(folder / f"{name}.csv", index=False)
+    cfg = FilesConfig(*(f"{name}.csv" for name in tables), columns={}, timestamp_unit="iso")
+    return files.load(cfg, root=folder), {"source": "files", "params": dataclasses.asdict(cfg)}
+
+
+def test_unparseable_values_are_quarantined_with_the_reason(tmp_path: Path, tiny_tables) -> None:
+    t = copy_tables(tiny_tables)
+    t["events"] = t["events"].astype({"timestamp": object})
+    t["events"].loc[7, "timestamp"] = "yesterday-ish"
+    t["items"] = t["items"].astype({"price": object})
+    t["items"].loc[3, "price"] = "cheap"
+    tables, source = ingest_as_files(tmp_path / "files", t)
+    result = run_validation(tmp_path, tables, source=source)
+    assert not result.stopped, result.summary["stop_reasons"]
+    for name, d in result.decisions.items():
+        assert d.rows_in == len(d.clean) + len(d.quarantined) == len(t[name]), name
+        assert UNPARSED not in d.clean.columns  # the marker column is empty there: dropped
+
+    held = result.decisions["events"].quarantined.set_index(UNPARSED)
+    # the row is held back for what is wrong with it, not for the empty cell that follows
+    assert held.loc['{"timestamp": "yesterday-ish"}', "reason"] == (
+        "unparseable timestamp in column 'timestamp'"
+    )
+    item = t["items"].loc[3, "item_id"]
+    assert reasons_of(result, "items")[item] == "unparseable number in column 'price'"
+    assert (result.decisions["events"].quarantined["item_id"] == item).any()  # its events too
+
+
+def test_unparseable_rows_over_the_bad_row_limit_stop(tmp_path: Path, tiny_tables) -> None:
+    t = copy_tables(tiny_tables)
+    t["events"] = t["events"].astype({"timestamp": object})
+    t["events"].loc[: len(t["events"]) // 5, "timestamp"] = "soon"
+    tables, source = ingest_as_files(tmp_path / "files", t)
+    result = run_validation(tmp_path, tables, source=source)
+    message = validate.stop_message(result)
+    assert "more than validation.max_bad_row_frac (0.05)" in message
+    assert "unparseable timestamp in column 'timestamp'" in message and "'soon'" in message
+    assert "ingest.files.timestamp_unit (iso)" in message  # the setting that reads them
+    d = result.decisions["events"]
+    assert d.rows_in == len(d.clean) + len(d.quarantined) == len(t["events"])
+
+
+def test_overlong_strings_are_quarantined(tmp_path: Path, tiny_tables) -> None:
+    t = copy_tables(tiny_tables)
+    users, items, ev, q = t["users"], t["items"], t["events"], t["queries"]
+    items.loc[0, "title"] = "a very long title " * 6_000  # 108,000 characters
+    items.loc[1, "brand"] = "b" * 1_000
+    users.loc[0, "region"] = "r" * 1_000
+    ev.loc[ev.index[0], "session_id"] = "s" * 1_000
+    q.loc[q.index[0], "session_id"] = "s" * 1_000
+    result = run_validation(tmp_path, t)
+    assert not result.stopped, result.summary["stop_reasons"]
+    it = reasons_of(result, "items")
+    assert it[items.loc[0, "item_id"]] == "expect_column_value_lengths_to_be_between(title)"
+    assert it[items.loc[1, "item_id"]] == "expect_column_value_lengths_to_be_between(brand)"
+    assert reasons_of(result, "users")[users.loc[0, "user_id"]] == (
+        "expect_column_value_lengths_to_be_between(region)"
+    )
+    for table in ("events", "queries"):
+        reasons = " | ".join(result.decisions[table].quarantined["reason"])
+        assert "expect_column_value_lengths_to_be_between(session_id)" in reasons, table
+    assert result.decisions["items"].clean["title"].str.len().max() < 1_000
+    # the report shows the bad rows, each long value cut short
+    assert len(json.dumps(result.summary)) < 20_000
 
 
 def test_quarantine_conserves_rows_and_cascades(tmp_path: Path, tiny_tables) -> None:

@@ -6,6 +6,7 @@ into a `DataFileError` that names the file and what to fix.
 
 from __future__ import annotations
 
+import codecs
 import json
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,10 @@ def read_table(
             sep = csv_kwargs.pop("sep", "\t" if suffix == ".tsv" else ",")
             return pd.read_csv(path, sep=sep, encoding=encoding, **csv_kwargs)
     except UnicodeDecodeError as e:
+        offset, line = first_undecodable_byte(path, encoding)
         raise DataFileError(
-            f"{path}: not valid {encoding} text at byte {e.start}; re-save the file as {encoding}"
+            f"{path}: not valid {encoding} text at byte {offset:,} (line {line:,}); re-save the "
+            f"file as {encoding}"
         ) from e
     except pd.errors.EmptyDataError as e:
         raise DataFileError(f"{path}: file has no rows or header") from e
@@ -63,6 +66,39 @@ def read_table(
     except (pa.ArrowInvalid, OSError) as e:
         raise DataFileError(f"{path}: not a readable Parquet file ({e})") from e
     raise DataFileError(f"{path}: unsupported file type '{suffix}' (use .csv, .tsv or .parquet)")
+
+
+def first_undecodable_byte(path: Path, encoding: str, block: int = 1 << 20) -> tuple[int, int]:
+    """Where the first byte that `encoding` cannot decode sits in the file.
+
+    pandas decodes a CSV in blocks and its `UnicodeDecodeError` gives the position within the
+    block, not the file, so the file is decoded again here, block by block.
+
+    Args:
+        path: the file.
+        encoding: the text encoding it should be in.
+        block: bytes read at a time.
+
+    Returns:
+        The byte's offset from the start of the file (0-based, as a hex editor shows it) and
+        its line (1-based); (-1, -1) when the whole file decodes.
+    """
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset, newlines = 0, 0  # bytes fed to the decoder so far, and the line breaks in them
+    with path.open("rb") as f:
+        while True:
+            chunk = f.read(block)
+            pending = decoder.getstate()[0]  # bytes of a character the last block cut in two
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as e:
+                start = offset - len(pending) + e.start
+                before = chunk[: max(start - offset, 0)]
+                return start, newlines + before.count(b"\n") + 1
+            if not chunk:
+                return -1, -1
+            offset += len(chunk)
+            newlines += chunk.count(b"\n")
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:

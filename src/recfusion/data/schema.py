@@ -1,13 +1,17 @@
 """The canonical tables every source is mapped onto (see DESIGN.md).
 
 `conform_table` turns a source's frame into the canonical column names and dtypes and raises a
-`SchemaError` that names the table and column when it cannot. Extra columns a source carries
-(e.g. MovieLens occupation) are kept after the canonical ones.
+`SchemaError` that names the table and column when it cannot; or, for the user's own files,
+keeps a row whose value cannot be read with that cell empty and the text in its `unparsed` cell,
+for validation to hold the row back with the reason. Extra columns a source carries (e.g.
+MovieLens occupation) are kept after the canonical ones.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -17,6 +21,9 @@ from recfusion.config import EVENT_TYPES as EVENT_TYPES
 from recfusion.config import TABLES
 
 SPLITS = ("train", "val", "test")
+# the column, last in a table conformed with unreadable="mark", that holds a JSON object
+# {column: text as read} of the values of its row that could not take their column's type
+UNPARSED = "unparsed"
 
 
 class SchemaError(ValueError):
@@ -78,7 +85,11 @@ def empty_table(table: str) -> pd.DataFrame:
 
 
 def conform_table(
-    table: str, df: pd.DataFrame, timestamp_unit: str = "s", keep_extra: bool = True
+    table: str,
+    df: pd.DataFrame,
+    timestamp_unit: str = "s",
+    keep_extra: bool = True,
+    unreadable: Literal["raise", "mark"] = "raise",
 ) -> pd.DataFrame:
     """Returns `df` with canonical columns (missing optional ones added) and dtypes.
 
@@ -87,12 +98,17 @@ def conform_table(
         df: the source frame, already renamed to canonical column names.
         timestamp_unit: how numeric or text timestamps are read: "s", "ms" or "iso".
         keep_extra: keep non-canonical columns after the canonical ones.
+        unreadable: what a value that cannot take its column's type does: "raise" a
+            SchemaError, or "mark" its row: the cell becomes null (`in_stock`, which has no
+            null, True) and the text goes into the row's UNPARSED cell, added as the last
+            column (null in rows whose values all cast).
 
     Returns:
         A new frame; `df` is not modified.
 
     Raises:
-        SchemaError: a required column is missing or a column cannot take its canonical type.
+        SchemaError: a required column is missing, a column cannot take its canonical type
+            (unreadable="raise"), or `df` has a column named UNPARSED (unreadable="mark").
     """
     if table not in SCHEMA:
         raise SchemaError(f"unknown table '{table}' (tables: {', '.join(TABLES)})")
@@ -102,17 +118,28 @@ def conform_table(
             f"{table}: missing required column(s) {', '.join(missing)}; "
             f"found {', '.join(map(str, df.columns)) or 'no columns'}"
         )
+    if unreadable == "mark" and UNPARSED in df.columns:
+        raise SchemaError(
+            f"{table}: column '{UNPARSED}' is reserved for values that cannot be read; rename yours"
+        )
     out = {}
+    unread: dict[str, np.ndarray] = {}  # column -> rows whose value did not cast
     for col in SCHEMA[table]:
-        if col.name in df.columns:
+        if col.name not in df.columns:
+            out[col.name] = _default(col, len(df))
+        elif unreadable == "raise":
             out[col.name] = _cast(table, col, df[col.name], timestamp_unit)
         else:
-            out[col.name] = _default(col, len(df))
+            out[col.name], bad = _cast_or_mark(col, df[col.name], timestamp_unit)
+            if bad.any():
+                unread[col.name] = bad
     result = pd.DataFrame(out, index=df.index).reset_index(drop=True)
     if keep_extra:
         for name in df.columns:
             if name not in result.columns:
                 result[name] = df[name].to_numpy()
+    if unreadable == "mark":
+        result[UNPARSED] = _unparsed_cells(df, unread)
     return result
 
 
@@ -124,15 +151,7 @@ def _default(col: Column, n: int) -> pd.Series:
 
 def _cast(table: str, col: Column, s: pd.Series, unit: str) -> pd.Series:
     try:
-        if col.kind == "str":
-            return _to_str(s)
-        if col.kind == "int":
-            return pd.to_numeric(s, errors="raise").astype("Int64")
-        if col.kind == "float":
-            return pd.to_numeric(s, errors="raise").astype("float64")
-        if col.kind == "bool":
-            return _to_bool(s)
-        return to_timestamp(s, unit)
+        return _cast_strictly(col, s, unit)
     except (ValueError, TypeError) as e:
         bad = _first_bad_value(s, col.kind, unit)
         raise SchemaError(
@@ -140,6 +159,69 @@ def _cast(table: str, col: Column, s: pd.Series, unit: str) -> pd.Series:
             + (f" (e.g. value {bad!r})" if bad is not None else "")
             + f": {e}"
         ) from e
+
+
+def _cast_strictly(col: Column, s: pd.Series, unit: str) -> pd.Series:
+    """`s` as `col`'s kind; raises ValueError or TypeError if a value does not cast."""
+    if col.kind == "str":
+        return _to_str(s)
+    if col.kind == "int":
+        return pd.to_numeric(s, errors="raise").astype("Int64")
+    if col.kind == "float":
+        return pd.to_numeric(s, errors="raise").astype("float64")
+    if col.kind == "bool":
+        return _to_bool(s)
+    return to_timestamp(s, unit)
+
+
+def _cast_or_mark(col: Column, s: pd.Series, unit: str) -> tuple[pd.Series, np.ndarray]:
+    """`s` as `col`'s kind with the values that do not cast left null (bool: True), and a
+    boolean array marking them. A column whose values all cast takes the strict path, so good
+    data gives the same table whichever `unreadable` is asked for."""
+    try:
+        return _cast_strictly(col, s, unit), np.zeros(len(s), dtype=bool)
+    except (ValueError, TypeError):
+        pass
+    given = s.notna().to_numpy()
+    if col.kind in ("int", "float"):
+        number = pd.to_numeric(s, errors="coerce")
+        if col.kind == "int":  # 30.5 is not an age; 1e30 does not fit Int64
+            number = number.where((number % 1 == 0) & (number.abs() < 2**63))
+            return number.astype("Int64"), given & number.isna().to_numpy()
+        return number.astype("float64"), given & number.isna().to_numpy()
+    if col.kind == "bool":
+        values = _bool_values(s)
+        bad = ~values.map(lambda v: isinstance(v, bool)).to_numpy(dtype=bool)
+        return values.where(~bad, True).astype(bool), bad
+    stamps = _timestamps_or_nat(s, unit)
+    return stamps, given & stamps.isna().to_numpy()
+
+
+def _timestamps_or_nat(s: pd.Series, unit: str) -> pd.Series:
+    """`to_timestamp` value by value: NaT where a value is not a timestamp. With unit s or
+    ms, number-like text (a CSV column holding one bad cell is read as text) is epoch time."""
+    number = pd.to_numeric(s, errors="coerce") if unit in ("s", "ms") else None
+    if number is None or number.isna().all():
+        out = pd.to_datetime(s, utc=True, errors="coerce", format="mixed")
+    else:
+        text = s.where(number.isna())
+        out = pd.to_datetime(number, unit=unit, utc=True, errors="coerce")
+        from_text = pd.to_datetime(text, utc=True, errors="coerce", format="mixed")
+        out = out.where(number.notna(), from_text)
+    return out.dt.tz_localize(None).astype("datetime64[ns]")
+
+
+def _unparsed_cells(df: pd.DataFrame, unread: dict[str, np.ndarray]) -> pd.Series:
+    """The UNPARSED column: per row, a JSON object {column: text as read} of the values in
+    `unread`, or None."""
+    cells = np.full(len(df), None, dtype=object)
+    any_bad = np.zeros(len(df), dtype=bool)
+    for bad in unread.values():
+        any_bad |= bad
+    for row in np.flatnonzero(any_bad):
+        texts = {c: str(df[c].iloc[row]) for c, bad in unread.items() if bad[row]}
+        cells[row] = json.dumps(texts, ensure_ascii=False)
+    return pd.Series(cells, dtype=object)
 
 
 def _to_str(s: pd.Series) -> pd.Series:
@@ -153,13 +235,22 @@ def _to_str(s: pd.Series) -> pd.Series:
 def _to_bool(s: pd.Series) -> pd.Series:
     if pd.api.types.is_bool_dtype(s):
         return s.fillna(True).astype(bool)
-    mapping = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
-    lowered = s.map(lambda v: v if v is None or isinstance(v, bool) else str(v).strip().lower())
-    out = lowered.map(lambda v: True if v is None or v is True else mapping.get(v, v))
+    out = _bool_values(s)
     bad = out[~out.map(lambda v: isinstance(v, bool))]
     if len(bad):
         raise ValueError(f"not a boolean: {bad.iloc[0]!r}")
     return out.astype(bool)
+
+
+def _bool_values(s: pd.Series) -> pd.Series:
+    """true/false, 1/0, yes/no (any case) as booleans, missing as True; other values as given."""
+    if pd.api.types.is_bool_dtype(s):
+        return s.fillna(True).astype(object)
+    mapping = {"true": True, "false": False, "yes": True, "no": False}
+    mapping |= {"1": True, "0": False, "1.0": True, "0.0": False}  # 1.0: a CSV 0/1 with a blank
+    given = s.astype(object).where(s.notna(), None)  # a blank CSV cell (NaN) is missing
+    lowered = given.map(lambda v: v if v is None or isinstance(v, bool) else str(v).strip().lower())
+    return lowered.map(lambda v: True if v is None or v is True else mapping.get(v, v))
 
 
 def to_timestamp(s: pd.Series, unit: str = "s") -> pd.Series:

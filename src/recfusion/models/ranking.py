@@ -4,9 +4,8 @@ one TFRS `Ranking` task per head (click / add_to_cart / purchase, or rating / li
 Binary heads output logits and train with sigmoid cross-entropy; the rating head regresses the
 rating with mean squared error. Rows without a label for a head carry weight 0 for it.
 Training keeps the best epoch by validation loss (validation rating RMSE when there is a rating
-head) (validation rating RMSE when there is a rating
-head) and resumes an interrupted run with Keras'
-BackupAndRestore.
+head), stops after `patience` epochs without gain, and checkpoints every epoch, so an interrupted
+run resumes exactly where it stopped (`epochs.train_epochs`, shared with the two-tower model).
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from recfusion.config import RankingConfig
 from recfusion.data.io import write_json
 from recfusion.models.dataset import ModelData
 from recfusion.models.devices import DevicePlan
+from recfusion.models.epochs import Selection, epoch_seed, train_epochs
 from recfusion.models.inference import traced
 from recfusion.models.inputs import ItemTable, user_inputs
 from recfusion.models.ranking_data import RankingExamples
@@ -118,16 +118,17 @@ class RankingModel(tfrs.Model):
 
 
 def make_dataset(examples: RankingExamples, history: np.ndarray, data: ModelData,
-                 batch_size: int, shuffle_seed: int | None) -> tf.data.Dataset:  # fmt: skip
-    """(features, labels, weights) batches; shuffled when `shuffle_seed` is given."""
+                 batch_size: int, order_seed: int | None) -> tf.data.Dataset:  # fmt: skip
+    """(features, labels, weights) batches: one epoch shuffled by `order_seed`, or in order
+    when it is None."""
     features = {
         "user": user_inputs(data.users, examples.user, history),
         "item": examples.item.astype(np.int32),
         "hour": examples.hour.astype(np.int32),
     }
     ds = tf.data.Dataset.from_tensor_slices((features, examples.labels, examples.weights))
-    if shuffle_seed is not None:
-        ds = ds.shuffle(len(examples), seed=shuffle_seed, reshuffle_each_iteration=True)
+    if order_seed is not None:
+        ds = ds.shuffle(len(examples), seed=order_seed, reshuffle_each_iteration=False)
     return ds.batch(batch_size).prefetch(2)
 
 
@@ -167,14 +168,16 @@ def fit_ranking(
     val: tuple[RankingExamples, np.ndarray],
     cfg: RankingConfig,
     seed: int,
-    backup_dir: Path,
+    checkpoint_dir: Path,
     plan: DevicePlan,
 ) -> FittedRanking:
-    """Trains the ranking model; keeps the epoch with the lowest validation loss.
+    """Trains the ranking model; keeps the epoch with the lowest validation loss (validation
+    rating RMSE when there is a rating head).
 
     Args:
         train, val: examples and their [E, history_len] histories.
-        backup_dir: Keras BackupAndRestore folder; an interrupted run resumes from it.
+        checkpoint_dir: per-epoch checkpoints (`epochs.train_epochs`); an interrupted run
+            resumes from them exactly.
     """
     keras.utils.set_random_seed(seed)
     with plan.strategy.scope():
@@ -182,31 +185,28 @@ def fit_ranking(
         # the tasks weight their own losses; nothing for Keras' weighted_metrics to add
         model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), weighted_metrics=[])
     batch = cfg.batch_size * plan.strategy.num_replicas_in_sync
-    train_ds = make_dataset(*train, data, batch, seed)
     with plan.strategy.scope():
-        model(next(iter(train_ds))[0])  # built before fit, as BackupAndRestore requires
-    val_ds = make_dataset(*val, data, batch, None)
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(backup_dir)),
-        # a rating head is judged by its RMSE: the summed loss mixes scales across heads
-        keras.callbacks.EarlyStopping(
-            monitor="val_rating_rmse" if "rating" in heads else "val_loss",
-            mode="min",
-            patience=cfg.patience,
-            restore_best_weights=True,
-        ),
-    ]
+        # built before training, so that a checkpoint restores into its variables
+        model(next(iter(make_dataset(*train, data, batch, None)))[0])
+    # a rating head is judged by its RMSE: the summed loss mixes scales across heads
+    monitor = "val_rating_rmse" if "rating" in heads else "val_loss"
     log.info("ranking: heads %s, %d train and %d validation examples", heads, len(train[0]),
              len(val[0]))  # fmt: skip
     t = time.perf_counter()
-    result = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks,
-                       verbose=0)  # fmt: skip
-    seconds = time.perf_counter() - t
-    hist = result.history
-    epochs = [{k: float(v[i]) for k, v in hist.items()} for i in range(len(hist.get("loss", [])))]
-    for i, e in enumerate(epochs, start=1):
-        log.info("ranking epoch %d: %s", i, {k: round(v, 4) for k, v in e.items()})
-    return FittedRanking(model, epochs, seconds)
+    selection = train_epochs(
+        model,
+        Selection(monitor=monitor, higher_is_better=False),
+        checkpoint_dir,
+        lambda epoch: make_dataset(*train, data, batch, epoch_seed(seed, epoch)),
+        lambda logs: logs,
+        cfg.epochs,
+        cfg.patience,
+        seed,
+        "ranking",
+        random_step=False,  # no dropout: the data order is the one thing that varies by epoch
+        validation_data=make_dataset(*val, data, batch, None),
+    )
+    return FittedRanking(model, selection.history, time.perf_counter() - t)
 
 
 def save_ranking_model(model: RankingModel, heads: tuple[str, ...], sizes: TowerSizes,

@@ -5,12 +5,13 @@ correction (candidate sampling probability = the item's share of training exampl
 of accidental hits (the same item twice in a batch) and optional hard-negative mining.
 Model selection and early stopping use full-catalogue NDCG@K on the validation split, with the
 items a user already has excluded. A checkpoint is written every epoch, so an interrupted run
-resumes where it stopped.
+resumes exactly where it stopped (`epochs.train_epochs`, the ranking model's loop too, makes each
+epoch's data order and dropout a function of the seed and the epoch alone).
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from recfusion.config import RetrievalConfig, TrainConfig
 from recfusion.metrics.ranking import ranking_metrics, top_k
 from recfusion.models.dataset import ModelData
 from recfusion.models.devices import DevicePlan
+from recfusion.models.epochs import Selection, epoch_seed, train_epochs
 from recfusion.models.inputs import (
     Examples,
     UserTable,
@@ -147,79 +149,17 @@ def evaluate(
     return {k: float(np.dot(v, weights) / total) for k, v in metrics.items()}
 
 
-class SelectAndCheckpoint(keras.callbacks.Callback):
-    """Each epoch: evaluate on validation, keep the best weights, stop after `patience` epochs
-    without improvement, and checkpoint everything needed to resume."""
-
-    def __init__(
-        self,
-        model: TwoTowerModel,
-        eval_set: EvalSet,
-        k: int,
-        patience: int,
-        checkpoint_dir: Path,
-    ) -> None:
-        super().__init__()
-        self.two_tower = model
-        self.eval_set = eval_set
-        self.k = k
-        self.patience = patience
-        self.dir = checkpoint_dir
-        self.epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
-                                        epoch=self.epoch_var)  # fmt: skip
-        self.manager = tf.train.CheckpointManager(self.ckpt, str(checkpoint_dir / "last"), 1)
-        self.best_ckpt = tf.train.Checkpoint(model=model)
-        self.state: dict[str, Any] = {"best_score": -1.0, "best_epoch": -1, "wait": 0,
-                                      "history": []}  # fmt: skip
-
-    def restore(self) -> int:
-        """Restores the latest checkpoint, if any; returns the epoch to start from."""
-        state_file = self.dir / "state.json"
-        if self.manager.latest_checkpoint and state_file.is_file():
-            self.ckpt.restore(self.manager.latest_checkpoint)
-            self.state = json.loads(state_file.read_text())
-            log.info("retrieval: resuming after epoch %d from %s", int(self.epoch_var.numpy()),
-                     self.manager.latest_checkpoint)  # fmt: skip
-            return int(self.epoch_var.numpy())
-        return 0
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        t = time.perf_counter()
-        items = self.two_tower.item_tower.embed_all()
-        metrics = evaluate(self.two_tower.user_tower, items, self.eval_set, [self.k])
-        score = metrics.get(f"ndcg@{self.k}", 0.0)
-        entry = {"epoch": epoch + 1, "loss": float((logs or {}).get("loss", np.nan)), **metrics}
-        self.state["history"].append(entry)
-        if score > self.state["best_score"]:
-            self.state.update(best_score=score, best_epoch=epoch + 1, wait=0)
-            self.best_ckpt.write(str(self.dir / "best" / "weights"))
-        else:
-            self.state["wait"] += 1
-            if self.state["wait"] >= self.patience:
-                self.model.stop_training = True
-        self.epoch_var.assign(epoch + 1)
-        self.manager.save()
-        (self.dir / "state.json").write_text(json.dumps(self.state, indent=2))
-        log.info("retrieval epoch %d: loss %.2f, val recall@%d %.4f, ndcg@%d %.4f (eval %.1fs)",
-                 epoch + 1, entry["loss"], self.k, metrics.get(f"recall@{self.k}", 0.0), self.k,
-                 score, time.perf_counter() - t)  # fmt: skip
-
-    def restore_best(self) -> None:
-        if self.state["best_epoch"] > 0:
-            self.best_ckpt.read(str(self.dir / "best" / "weights")).expect_partial()
-
-
 def make_dataset(
-    examples: Examples, users: UserTable, batch_size: int, seed: int
+    examples: Examples, users: UserTable, batch_size: int, order_seed: int
 ) -> tf.data.Dataset:
-    """Shuffled (seeded, reshuffled each epoch) batches of {"user": ..., "item": ...}."""
+    """One epoch of batches of {"user": ..., "item": ...}, the examples shuffled by
+    `order_seed`."""
     features = {
         "user": user_inputs(users, examples.user, examples.history),
         "item": examples.item.astype(np.int32),
     }
     ds = tf.data.Dataset.from_tensor_slices(features)
-    ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.shuffle(len(examples), seed=order_seed, reshuffle_each_iteration=False)
     return ds.batch(batch_size, drop_remainder=len(examples) >= batch_size).prefetch(2)
 
 
@@ -259,7 +199,8 @@ def fit_retrieval(
         data: the model data.
         cfg: the train section of params.
         seed: the run's seed.
-        checkpoint_dir: per-epoch checkpoints; an existing one is resumed.
+        checkpoint_dir: per-epoch checkpoints (`EpochCheckpoints`); an existing one is resumed,
+            to the same end as a run that was never interrupted.
         plan: devices and strategy.
 
     Raises:
@@ -296,20 +237,36 @@ def fit_retrieval(
         # build the variables in the strategy's scope, so a checkpoint can restore into them
         model.user_tower(user_inputs(data.users, examples.user[:1], examples.history[:1]))
         model.item_tower(examples.item[:1])
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    callback = SelectAndCheckpoint(model, eval_set, rc.eval_k, rc.patience, checkpoint_dir)
-    dataset = make_dataset(examples, data.users, rc.batch_size * plan.strategy.num_replicas_in_sync,
-                           seed)  # fmt: skip
-    start_epoch = callback.restore()
-    log.info("retrieval: %d examples, %d items, %d validation users, epochs %d..%d",
-             len(examples), len(data.catalog), len(eval_set), start_epoch + 1, rc.epochs)  # fmt: skip
+    batch_size = rc.batch_size * plan.strategy.num_replicas_in_sync
+    k = rc.eval_k
+
+    def measure(logs: dict[str, float]) -> dict[str, float]:
+        items = model.item_tower.embed_all()
+        return {"loss": logs["loss"], **evaluate(model.user_tower, items, eval_set, [k])}
+
+    log.info(
+        "retrieval: %d examples, %d items, %d validation users, at most %d epochs",
+        len(examples),
+        len(data.catalog),
+        len(eval_set),
+        rc.epochs,
+    )
     t = time.perf_counter()
-    if start_epoch < rc.epochs and callback.state["wait"] < rc.patience:
-        model.fit(dataset, epochs=rc.epochs, initial_epoch=start_epoch, callbacks=[callback],
-                  verbose=0)  # fmt: skip
+    selection = train_epochs(
+        model,
+        Selection(monitor=f"ndcg@{k}", higher_is_better=True),
+        checkpoint_dir,
+        lambda epoch: make_dataset(examples, data.users, batch_size, epoch_seed(seed, epoch)),
+        measure,
+        rc.epochs,
+        rc.patience,
+        seed,
+        "retrieval",
+        random_step=True,  # id dropout and dropout in both towers
+    )
     seconds = time.perf_counter() - t
-    callback.restore_best()
-    return FittedRetrieval(model, model.item_tower.embed_all(), callback.state, seconds)
+    state = dataclasses.asdict(selection)
+    return FittedRetrieval(model, model.item_tower.embed_all(), state, seconds)
 
 
 def subset(eval_set: EvalSet, users: np.ndarray | None = None,

@@ -4,9 +4,9 @@ Reads data/prepared/ and models/retrieval/ (meta.json for the embedding size; th
 item embeddings for hard negatives); writes models/ranking/ (weights/ checkpoint and meta.json:
 heads, sizes, settings, decision thresholds) and reports/ranking.json (DVC metrics: per head on
 the test split AUC, log loss, accuracy, precision, recall and F1 at the threshold that maximised
-validation F1, calibration; RMSE and MAE for ratings). Keras BackupAndRestore state in
-.recfusion/checkpoints/train_ranking/ lets an interrupted run resume (the one folder `run`
-writes); `write_outputs` removes it once the model is saved.
+validation F1, calibration; RMSE and MAE for ratings). Per-epoch checkpoints in
+.recfusion/checkpoints/train_ranking/<fingerprint>/ let an interrupted run resume exactly (the
+one folder `run` writes); `write_outputs` removes them once the model is saved.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class RankingInputs:
     retrieval_dim: int  # the retrieval model's embedding size (the towers' sizes)
     encode: Callable[[dict], np.ndarray] | None  # the retrieval user tower (hard negatives)
     item_embeddings: np.ndarray | None  # [n_items, dim] the retrieval item embeddings
-    backup: Path  # Keras BackupAndRestore state of this data and configuration
+    backup: Path  # per-epoch resume state of this data and configuration
 
 
 @dataclass(frozen=True)

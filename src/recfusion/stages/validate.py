@@ -1,6 +1,7 @@
 """Stage `validate`: the raw tables against the GX suites in expectations/.
 
-Reads data/raw/ and expectations/{users,items,events,queries}.json; writes
+Reads data/raw/ (the tables, and source.json for the user's column names) and
+expectations/{users,items,events,queries}.json; writes
 - reports/validation/raw/: Data Docs (index.html links every suite and run), summary.json and
   summary.html and summary.md (pass / fail per suite, failed expectations, observed values,
   example bad rows; neither these pages nor the Data Docs need a network);
@@ -9,9 +10,12 @@ Reads data/raw/ and expectations/{users,items,events,queries}.json; writes
 - reports/validation.json: DVC metrics (rows in / clean / quarantined per table).
 
 `validation.on_failure: stop` stops on any failed expectation; `quarantine` holds back the
-rows that break row-level expectations and stops only on table-level failures or when a table
-has more bad rows than `validation.max_bad_row_frac`. A stop exits non-zero, naming each failed
-expectation and the report, and writes no data, so nothing downstream runs.
+rows that break row-level expectations (a value the files source could not read among them)
+and stops only on table-level failures or when a table has more bad rows than
+`validation.max_bad_row_frac`. A stop exits non-zero, saying per failed expectation what is
+wrong in the user's column names with a few bad values, the params key and limit involved and
+what to change, and the report's path; it writes no data, so nothing downstream runs, and its
+reports count rows as "would be quarantined".
 
 GX's Checkpoints build the Data Docs site as they validate, so `run` writes that one folder
 (`docs_dir`); everything else is written by `write_outputs`.
@@ -22,14 +26,14 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from recfusion.config import Config, ValidationConfig
-from recfusion.data.io import read_table, write_json, write_table
+from recfusion.data.io import read_json, read_table, write_json, write_table
 from recfusion.data.schema import TABLES
 from recfusion.paths import (
     QUARANTINE_DIR,
@@ -40,13 +44,25 @@ from recfusion.paths import (
     VALIDATION_REPORTS,
 )
 from recfusion.stages.entry import StageStopped, guarded, stage_config
-from recfusion.validation.gx_runner import GXValidator
+from recfusion.validation.gx_runner import GXValidator, SuiteOutcome
+from recfusion.validation.messages import Terms
 from recfusion.validation.quarantine import TableDecision, decide
 from recfusion.validation.report import find_docs_page, suite_summary, write_summary
 from recfusion.validation.suites import RAW_SUITES, Suite, add_reference_columns, load_suite
 
 log = logging.getLogger(__name__)
 DOCS_DIR = VALIDATION_REPORTS / "raw"
+# the params key behind each suite parameter, for messages ("now" is the clock)
+PARAMETER_KEYS = {
+    "max_rows": "validation.max_rows",
+    "rating_min": "validation.rating_min",
+    "rating_max": "validation.rating_max",
+    "duplicate_mostly": "validation.max_duplicate_frac",
+    "max_query_chars": "validation.max_query_chars",
+    "max_title_chars": "validation.max_title_chars",
+    "max_text_chars": "validation.max_text_chars",
+    **{f"min_rows_{t}": f"validation.min_rows.{t}" for t in RAW_SUITES},
+}
 
 
 class ValidationFailed(StageStopped):
@@ -57,6 +73,7 @@ class ValidationFailed(StageStopped):
 class RawInputs:
     tables: dict[str, pd.DataFrame]  # the canonical tables
     suites: dict[str, Suite]  # table -> its suite
+    source: dict[str, Any] = field(default_factory=dict)  # data/raw/source.json; {} if absent
 
 
 @dataclass(frozen=True)
@@ -78,6 +95,8 @@ def expectation_parameters(vc: ValidationConfig, now: pd.Timestamp) -> dict[str,
         "rating_max": vc.rating_max,
         "duplicate_mostly": 1.0 - vc.max_duplicate_frac,
         "max_query_chars": vc.max_query_chars,
+        "max_title_chars": vc.max_title_chars,
+        "max_text_chars": vc.max_text_chars,
         **{f"min_rows_{t}": vc.min_rows[t] for t in RAW_SUITES},
     }
 
@@ -92,9 +111,11 @@ def read_suites(suites_dir: Path = SUITES_DIR) -> dict[str, Suite]:
 
 
 def read_inputs(folder: Path = RAW_DIR, suites_dir: Path = SUITES_DIR) -> RawInputs:
-    """The canonical tables in `folder` (ingest's by default) and the suites in `suites_dir`."""
+    """The canonical tables in `folder` (ingest's by default), its source.json (which names
+    the user's columns) if there is one, and the suites in `suites_dir`."""
     tables = {name: read_table(folder / f"{name}.parquet") for name in TABLES}
-    return RawInputs(tables, read_suites(suites_dir))
+    source = folder / "source.json"
+    return RawInputs(tables, read_suites(suites_dir), read_json(source) if source.is_file() else {})
 
 
 def run(
@@ -114,26 +135,39 @@ def run(
     vc = cfg.validation
     now = now if now is not None else pd.Timestamp.now(tz="UTC").tz_localize(None)
     params = expectation_parameters(vc, now)
+    terms = Terms.of_source(inputs.source, PARAMETER_KEYS)
     shutil.rmtree(docs_dir, ignore_errors=True)
     validator = GXValidator(docs_dir)
     decisions: dict[str, TableDecision] = {}
-    suites: dict[str, Any] = {}
+    checked: dict[str, tuple[pd.DataFrame, SuiteOutcome]] = {}
     known: dict[str, pd.Series] = {}
     for name in RAW_SUITES:
         df = add_reference_columns(name, inputs.tables[name].reset_index(drop=True), known)
         outcome = validator.validate(inputs.suites[name], df, params)
-        decision = decide(name, df, outcome, vc.on_failure, vc.max_bad_row_frac)
-        decisions[name] = decision
+        decisions[name] = decide(name, df, outcome, vc.on_failure, vc.max_bad_row_frac, terms)
+        checked[name] = (df, outcome)
         if name == "users":
-            known["users"] = decision.clean["user_id"]
+            known["users"] = decisions[name].clean["user_id"]
         if name == "items":
-            known["items"] = decision.clean["item_id"]
-        page = find_docs_page(docs_dir, name)
-        suites[name] = suite_summary(outcome, df, decision, page, vc.example_rows)
-        log.info("validate %s: %s, %d rows in, %d clean, %d quarantined", name,
-                 "pass" if outcome.success else "FAIL", decision.rows_in, len(decision.clean),
-                 len(decision.quarantined))  # fmt: skip
+            known["items"] = decisions[name].clean["item_id"]
     stop_reasons = [r for d in decisions.values() for r in d.stop_reasons]
+    suites: dict[str, Any] = {}
+    for name, (df, outcome) in checked.items():
+        d, page = decisions[name], find_docs_page(docs_dir, name)
+        suites[name] = suite_summary(
+            outcome,
+            df,
+            d,
+            page,
+            vc.example_rows,
+            terms,
+            written=not stop_reasons,
+            show_examples=cfg.privacy.show_examples,
+        )
+        held = "would be quarantined" if stop_reasons else "quarantined"
+        result = "pass" if outcome.success else "FAIL"
+        counts = (d.rows_in, len(d.clean), len(d.quarantined))
+        log.info("validate %s: %s, %d rows in, %d clean, %d %s", name, result, *counts, held)
     summary = {
         "on_failure": vc.on_failure,
         "success": all(s["success"] for s in suites.values()),
@@ -154,6 +188,7 @@ def write_outputs(result: ValidationResult, docs_dir: Path = DOCS_DIR,
     """The summary beside the Data Docs and reports/validation.json; the clean and the
     quarantined rows only when validation did not stop the run."""
     write_summary("Validation of the raw tables", result.summary, docs_dir)
+    counts = ("rows_in", "rows_clean", "rows_quarantined", "rows_would_be_quarantined")
     write_json(
         {
             "success": result.summary["success"],
@@ -161,7 +196,8 @@ def write_outputs(result: ValidationResult, docs_dir: Path = DOCS_DIR,
             **{
                 f"{name}_{k}": s[k]
                 for name, s in result.summary["suites"].items()
-                for k in ("rows_in", "rows_clean", "rows_quarantined")
+                for k in counts
+                if k in s
             },
         },
         reports_dir / "validation.json",
@@ -174,7 +210,10 @@ def write_outputs(result: ValidationResult, docs_dir: Path = DOCS_DIR,
 
 
 def stop_message(result: ValidationResult, docs_dir: Path = DOCS_DIR) -> str:
-    lines = ["validation stopped the run:"]
+    """What stopped the run, one line per reason, and where the report is."""
+    held = sum(s.get("rows_would_be_quarantined", 0) for s in result.summary["suites"].values())
+    rows = f"{held:,} row would be" if held == 1 else f"{held:,} rows would be"
+    lines = [f"validation stopped the run; nothing was written ({rows} quarantined):"]
     lines += [f"  - {r}" for r in result.summary["stop_reasons"]]
     lines.append(f"  review: {docs_dir / 'summary.html'} (or summary.md) and the Data Docs")
     return "\n".join(lines)

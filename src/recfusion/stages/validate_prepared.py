@@ -108,7 +108,14 @@ def run(cfg: Config, inputs: PreparedInputs, docs_dir: Path = DOCS_DIR) -> Prepa
     }
     outcome = GXValidator(docs_dir).validate(inputs.suite, frame, params)
     page = find_docs_page(docs_dir, PREPARED_SUITE)
-    suite = suite_summary(outcome, frame, None, page, cfg.validation.example_rows)
+    suite = suite_summary(
+        outcome,
+        frame,
+        None,
+        page,
+        cfg.validation.example_rows,
+        show_examples=cfg.privacy.show_examples,
+    )
     reasons = [f"prepared: {f['expectation']} failed (observed {f['observed']})"
                for f in suite["failed"]]  # fmt: skip
     summary = {

@@ -34,6 +34,7 @@ class ExpectationOutcome:
     observed: Any  # observed value, or "unexpected N of M"
     unexpected_index: list[Any] = field(default_factory=list)  # row labels that failed
     error: str | None = None  # GX raised while evaluating (e.g. a missing column)
+    parameters: dict[str, str] = field(default_factory=dict)  # kwarg -> the suite parameter
 
     @property
     def column(self) -> str | None:
@@ -107,10 +108,11 @@ class GXValidator:
         batch = self.source.add_dataframe_asset(suite.name).add_batch_definition_whole_dataframe(
             "whole table"
         )
+        named = [with_parameter_names(e) for e in suite.expectations]
         gx_suite = self.context.suites.add(
             gx.ExpectationSuite(
                 name=suite.name,
-                expectations=resolve_parameters(suite.expectations, parameters, suite.name),
+                expectations=resolve_parameters(named, parameters, suite.name),
                 meta=copy.deepcopy(suite.meta),
             )
         )
@@ -154,6 +156,18 @@ def resolve_parameters(node: Any, parameters: dict[str, Any], suite: str) -> Any
     return copy.deepcopy(node)
 
 
+def with_parameter_names(expectation: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `expectation` whose `meta.parameters` records which kwarg held which
+    {"$PARAMETER": name}, so a message can name the params key behind a bound."""
+    names = {
+        k: v["$PARAMETER"]
+        for k, v in expectation.get("kwargs", {}).items()
+        if isinstance(v, dict) and set(v) == {"$PARAMETER"}
+    }
+    meta = {**expectation.get("meta", {}), "parameters": names}
+    return {**expectation, "meta": meta}
+
+
 def _outcome(r: Any) -> ExpectationOutcome:
     config = r.expectation_config
     meta = config.meta or {}
@@ -174,6 +188,7 @@ def _outcome(r: Any) -> ExpectationOutcome:
         observed=json.loads(json.dumps(observed, default=str)),
         unexpected_index=list(res.get("unexpected_index_list") or []),
         error=_exception_message(r.exception_info),
+        parameters=dict(meta.get("parameters", {})),
     )
 
 

@@ -6,7 +6,9 @@ Each expectation's `meta.level` says what a failure means: "row" failures name t
 
 Referential checks (an event's user exists, an id outside the vocabulary is flagged cold-start)
 are expressed as boolean `ref_*` columns added here and expected to be true: this keeps
-million-entry id sets out of the suite and out of the Data Docs.
+million-entry id sets out of the suite and out of the Data Docs. So is "every value could be
+read" (`ref_values_parsed`: the row's `schema.UNPARSED` cell, which the files source fills, is
+empty). Messages name the column a `ref_*` column is about, never the `ref_*` column itself.
 """
 
 from __future__ import annotations
@@ -19,10 +21,19 @@ import numpy as np
 import pandas as pd
 
 from recfusion.data.io import DataFileError, read_json
+from recfusion.data.schema import UNPARSED
 from recfusion.paths import SUITES_DIR
 
 RAW_SUITES = ("users", "items", "events", "queries")  # validated in this order
 PREPARED_SUITE = "prepared"
+REF_PARSED = "ref_values_parsed"  # every table: the row's values could all be read
+# referential columns of the raw suites: ref column -> (the column it checks, the table that
+# column must be found in)
+REFERENCES = {
+    "ref_user_known": ("user_id", "users"),
+    "ref_item_known": ("item_id", "items"),
+    "ref_clicked_item_known": ("clicked_item_id", "items"),
+}
 
 
 @dataclass(frozen=True)
@@ -60,11 +71,12 @@ def add_reference_columns(
     """`df` with the boolean `ref_*` columns its suite expects (a new frame).
 
     Args:
-        table: "events" or "queries" (others are returned unchanged).
+        table: one of RAW_SUITES.
         df: the table.
         known: validated id columns so far: {"users": user_id series, "items": item_id series}.
     """
-    refs: dict[str, pd.Series] = {}
+    parsed = df[UNPARSED].isna() if UNPARSED in df.columns else True
+    refs: dict[str, pd.Series | bool] = {REF_PARSED: parsed}
     if table == "events":
         if "user_id" in df.columns:
             refs["ref_user_known"] = df["user_id"].isin(known["users"])
