@@ -56,3 +56,19 @@ def trained_workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, d
         dest, env, output = trained_snapshot(shared / "trained")
         record.write_text(json.dumps({"dest": str(dest), "output": output}))
         return dest, env, output
+
+
+# The order `make test` hands test files to its two pytest-xdist workers (`--dist loadfile
+# --no-loadscope-reorder` keeps this order): the long end-to-end chain first, so that the worker
+# running it builds the trained workspace while the other runs the model tests, then the flow
+# tests (which wait for that workspace), then the many short files for whichever worker is free.
+FILE_ORDER = ("e2e/test_dvc_repro.py", "model/", "flows/")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = Path(str(item.fspath)).relative_to(REPO / "tests").as_posix()
+        ranks = [i for i, prefix in enumerate(FILE_ORDER) if path.startswith(prefix)]
+        return ranks[0] if ranks else len(FILE_ORDER)
+
+    items.sort(key=rank)  # stable: the order inside a file, and among equals, stays

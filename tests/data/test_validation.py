@@ -107,6 +107,31 @@ def test_row_level_faults_are_quarantined_with_named_reasons(tmp_path: Path, tin
     assert "expect_column_values_to_be_in_set(ref_clicked_item_known)" in qq
 
 
+@pytest.mark.parametrize("show", [False, True])
+def test_summary_examples_show_a_person_only_when_asked(
+    tmp_path: Path, tiny_tables, show: bool
+) -> None:
+    """The summary goes to MLflow with the Data Docs: by default a bad row is its row number and
+    the checked column, never the rest of the person (privacy.show_examples)."""
+    t = copy_tables(tiny_tables)
+    t["users"].loc[3, "age"] = 150
+    t["events"].loc[t["events"].index[0], "user_id"] = "ghost"
+    cfg = repo_config({"privacy": {"show_examples": show}})
+    inputs = validate.RawInputs(t, validate.read_suites(SUITES), {})
+    summary = validate.run(cfg, inputs, docs_dir=tmp_path / "docs", now=NOW).summary
+    (age,) = [f for f in summary["suites"]["users"]["failed"] if "(age)" in f["expectation"]]
+    (ghost,) = [f for f in summary["suites"]["events"]["failed"] if "ref_user" in f["expectation"]]
+    person = t["users"].loc[3]
+    if show:
+        assert age["examples"][0]["user_id"] == person["user_id"]
+        assert age["examples"][0]["region"] == person["region"]
+    else:
+        assert age["examples"] == [{"row": 4, "age": 150}]
+        # the events of the held-back user fail too: named by the checked column alone
+        assert ghost["examples"][0] == {"row": 1, "user_id": "ghost"}
+        assert all(set(e) == {"row", "user_id"} for e in ghost["examples"])
+
+
 def ingest_as_files(folder: Path, tables: dict[str, pd.DataFrame]):
     """`tables` written as the user's CSV files and read back by the files source: the tables
     and data/raw/source.json's record of the source."""

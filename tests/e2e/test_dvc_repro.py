@@ -17,7 +17,6 @@ import yaml
 from tests.workspace import (
     BIN,
     REGISTRY_STAGES,
-    copy_repo,
     copy_workspace,
     dvc,
     free_port,
@@ -241,11 +240,12 @@ def test_registry_gate_and_served_model(workspace) -> None:
         server.terminate()
         server.wait(timeout=30)
 
-    # a second run (another fusion method) is gated against production on the same test users
+    # a second version (another serving setting: only register and gate rerun, the flow tests
+    # retrain with another fusion method) is gated against production on the same test users
     # ... first with the tracking store unreachable: a clear failure, nothing registered
     original = (dest / "params.yaml").read_text()
     params = yaml.safe_load(original)
-    params["fusion"]["method"] = "weighted"
+    params["serving"]["max_rows"] = 999
     params["registry"]["tracking_uri"] = "http://127.0.0.1:9"
     try:
         (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -259,6 +259,7 @@ def test_registry_gate_and_served_model(workspace) -> None:
         assert re.search(r"^1\s", listed, re.M) and not re.search(r"^2\s", listed, re.M)
         out = sh(dvc("repro"), dest, env)  # the retry
         assert "Running stage 'register'" in out and "Running stage 'gate'" in out
+        assert "Running stage 'evaluate'" not in out
     finally:
         (dest / "params.yaml").write_text(original)
     second = json.loads((dest / "reports/gate.json").read_text())
@@ -289,46 +290,3 @@ def test_bad_params_stop_with_a_clear_message(workspace) -> None:
         assert "Traceback" not in proc.stderr
     finally:
         (dest / "params.yaml").write_text(params)
-
-
-def test_corrupted_files_are_quarantined_then_stopped(tiny_tables, tmp_path) -> None:
-    """A corrupted copy of the data through the `files` source: quarantine keeps every row
-    (clean + quarantined = in) and names the reasons; `stop` fails `dvc repro`. Only ingest and
-    validate run: nothing after validation is needed to show it."""
-    dest, env = copy_repo(tmp_path)
-    external = dest / "data/external"
-    events = tiny_tables["events"].copy()
-    events.loc[events.index[:4], "event_type"] = "teleport"
-    events.loc[events.index[4:6], "user_id"] = "ghost"
-    for name in ("users", "items", "queries"):
-        tiny_tables[name].to_parquet(external / f"{name}.parquet", index=False)
-    events.to_parquet(external / "events.parquet", index=False)
-    original = (dest / "params.yaml").read_text()
-    params = yaml.safe_load(original)
-    params["ingest"]["source"] = "files"
-    params["ingest"]["files"].update(
-        users="data/external/users.parquet", items="data/external/items.parquet",
-        events="data/external/events.parquet", queries="data/external/queries.parquet",
-    )  # fmt: skip
-    try:
-        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        sh(dvc("repro", "validate"), dest, env)
-        summary = json.loads((dest / "reports/validation/raw/summary.json").read_text())
-        ev = summary["suites"]["events"]
-        assert ev["rows_in"] == len(events) == ev["rows_clean"] + ev["rows_quarantined"]
-        assert ev["rows_quarantined"] == 6
-        import pandas as pd
-
-        held = pd.read_parquet(dest / "data/quarantine/events.parquet")
-        assert held["reason"].str.contains("event_type").sum() == 4
-        assert held["reason"].str.contains("ref_user_known").sum() == 2
-
-        params["validation"]["on_failure"] = "stop"
-        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        proc = subprocess.run(dvc("repro", "validate"), cwd=dest, env=env, capture_output=True,
-                              text=True)  # fmt: skip
-        assert proc.returncode != 0
-        assert "expect_column_values_to_be_in_set(event_type)" in proc.stdout + proc.stderr
-        assert "reports/validation/raw/summary.html" in proc.stdout + proc.stderr
-    finally:
-        (dest / "params.yaml").write_text(original)

@@ -177,18 +177,22 @@ def test_deployment_run_through_the_api_applies_overrides(project: Path) -> None
         runner = Runner(name="test-runner", query_seconds=1)
         deployment_id = await runner.aadd_flow(training, name="train")
         async with get_client() as client:  # what the UI's "Run" form does
+            # a form field and a free override, both read only by register and gate (another
+            # fusion method would rerun fuse and evaluate too, a minute more of this test)
             run = await client.create_flow_run_from_deployment(
-                deployment_id, parameters={"fusion_method": "weighted", "overrides": EASY_GATE}
+                deployment_id,
+                parameters={"min_ndcg_at_10": 0.0, "overrides": {"serving": {"max_rows": 999}}},
             )
             await runner.start(run_once=True)  # picks the run up, runs it in a subprocess
             return await client.read_flow_run(run.id)
 
     run = asyncio.run(go())
     assert run.state.is_completed(), run.state
-    assert run.parameters["fusion_method"] == "weighted"
+    assert run.parameters["min_ndcg_at_10"] == 0.0
     mv = registry(project).get_model_version("recfusion", "2")
     params = registry(project).get_run(mv.run_id).data.params
-    assert params["fusion.method"] == "weighted"
+    assert params["serving.max_rows"] == "999"
+    assert params["registry.gate.floors.ndcg_at_10"] == "0.0"
     gate = json.loads((project / "reports/gate.json").read_text())
     assert gate["version"] == "2" and gate["champion"] is None  # nothing in production yet
     assert (project / "params.yaml").read_text() == params_before  # the override was for one run

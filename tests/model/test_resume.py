@@ -23,7 +23,7 @@ import pytest
 
 from tests.conftest import REPO
 
-EPOCHS = 3
+EPOCHS = 2  # the resumed run trains the last one
 KILL_AFTER = 1  # the epoch whose checkpoint the killed run leaves behind
 PAUSED = "paused after the checkpoint of epoch"
 # enough epochs to diverge, patience high so that no run stops early
