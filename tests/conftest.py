@@ -67,8 +67,9 @@ FILE_ORDER = ("e2e/test_dvc_repro.py", "model/", "flows/")
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
-        path = Path(str(item.fspath)).relative_to(REPO / "tests").as_posix()
-        ranks = [i for i, prefix in enumerate(FILE_ORDER) if path.startswith(prefix)]
+        tests = REPO / "tests"
+        path = item.path.relative_to(tests).as_posix() if item.path.is_relative_to(tests) else ""
+        ranks = [i for i, prefix in enumerate(FILE_ORDER) if path and path.startswith(prefix)]
         return ranks[0] if ranks else len(FILE_ORDER)
 
     items.sort(key=rank)  # stable: the order inside a file, and among equals, stays

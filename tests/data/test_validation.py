@@ -163,6 +163,10 @@ def test_unparseable_values_are_quarantined_with_the_reason(tmp_path: Path, tiny
     item = t["items"].loc[3, "item_id"]
     assert reasons_of(result, "items")[item] == "unparseable number in column 'price'"
     assert (result.decisions["events"].quarantined["item_id"] == item).any()  # its events too
+    # ... and the summary people read says the same: no "timestamp is null" for that row
+    named = [f["expectation"] for f in result.summary["suites"]["events"]["failed"]]
+    assert "expect_column_values_to_be_in_set(ref_values_parsed)" in named
+    assert "expect_column_values_to_not_be_null(timestamp)" not in named, named
 
 
 def test_unparseable_rows_over_the_bad_row_limit_stop(tmp_path: Path, tiny_tables) -> None:

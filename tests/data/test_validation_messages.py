@@ -80,6 +80,7 @@ def test_duplicates_name_the_limit_and_the_fix(tmp_path: Path, tiny_tables) -> N
     assert "1,300 of 7,153 rows (18.2%)" in line
     assert "more than validation.max_duplicate_frac (0.01)" in line
     assert f"'{ev.loc[0, 'user_id']}'" in line  # an example key, as the user's values
+    assert "and 645 more" in line  # 650 repeated keys: five shown, the rest counted
     assert "remove the repeated events or raise validation.max_duplicate_frac" in line
 
 

@@ -148,6 +148,32 @@ def test_epoch_timestamps_with_one_bad_value_mark_that_row_only(
     assert json.loads(t.loc[2, UNPARSED]) == {"timestamp": "n/a?"}
 
 
+@pytest.mark.parametrize("huge", ["99999999999999999999", "1.7e20"])
+def test_an_epoch_past_2262_is_unreadable_not_a_crash(tmp_path: Path, huge: str) -> None:
+    paths = write_tables(tmp_path)
+    events = pd.read_csv(paths["events"]).assign(timestamp=["1700000000"] * 3)
+    events.loc[1, "timestamp"] = huge
+    events.to_csv(paths["events"], index=False)
+    t = files.load(config(paths, timestamp_unit="s"), root=tmp_path)["events"]
+    assert pd.isna(t.loc[1, "timestamp"]) and list(json.loads(t.loc[1, UNPARSED])) == ["timestamp"]
+    assert t[UNPARSED].isna().sum() == 2
+
+
+def test_a_huge_numeric_id_with_a_blank_stays_text(tmp_path: Path) -> None:
+    paths = write_tables(tmp_path)
+    events = pd.read_csv(paths["events"]).assign(item_id=[1e20, None, 2.0])
+    events.to_csv(paths["events"], index=False)
+    t = files.load(config(paths), root=tmp_path)["events"]
+    assert t["item_id"].tolist() == ["1e+20", None, "2.0"] and t[UNPARSED].isna().all()
+
+
+def test_a_column_twice_after_the_map_is_named(tmp_path: Path) -> None:
+    paths = write_tables(tmp_path)
+    pd.read_csv(paths["users"]).assign(user_id=["x", "y"]).to_csv(paths["users"], index=False)
+    with pytest.raises(SchemaError, match=r"user_id appear twice .*ingest.files.columns.users"):
+        files.load(config(paths), root=tmp_path)
+
+
 def test_non_integer_age_is_unreadable(tmp_path: Path) -> None:
     paths = write_tables(tmp_path)
     set_value(paths["users"], "age", 0, "30.5")

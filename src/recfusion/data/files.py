@@ -70,6 +70,13 @@ def load(cfg: FilesConfig, root: Path | None = None) -> dict[str, pd.DataFrame]:
         except DataFileError as e:
             raise DataFileError(f"{key}: {e}") from e
         renamed = raw.rename(columns=cfg.columns.get(table, {}))
+        twice = sorted({str(c) for c in renamed.columns[renamed.columns.duplicated()]})
+        if twice:
+            raise SchemaError(
+                f"{sources[table]}: {table}: column(s) {', '.join(_cut(c) for c in twice)} "
+                f"appear twice once ingest.files.columns.{table} renames yours; drop one or "
+                "change the map"
+            )
         tables[table] = _conform(table, renamed, sources[table], cfg.timestamp_unit)
         log.info("files: %s <- %s (%d rows)", table, path, len(raw))
     if tables["events"]["split"].notna().any():

@@ -55,9 +55,11 @@ def read_table(
             return pd.read_csv(path, sep=sep, encoding=encoding, **csv_kwargs)
     except UnicodeDecodeError as e:
         offset, line = first_undecodable_byte(path, encoding)
+        where = (
+            f"byte {offset:,} (line {line:,})" if offset >= 0 else f"byte {e.start:,} of a block"
+        )
         raise DataFileError(
-            f"{path}: not valid {encoding} text at byte {offset:,} (line {line:,}); re-save the "
-            f"file as {encoding}"
+            f"{path}: not valid {encoding} text at {where}; re-save the file as {encoding}"
         ) from e
     except pd.errors.EmptyDataError as e:
         raise DataFileError(f"{path}: file has no rows or header") from e

@@ -24,6 +24,7 @@ SPLITS = ("train", "val", "test")
 # the column, last in a table conformed with unreadable="mark", that holds a JSON object
 # {column: text as read} of the values of its row that could not take their column's type
 UNPARSED = "unparsed"
+EPOCH_NS = {"s": 10**9, "ms": 10**6}  # nanoseconds in an epoch number's unit
 
 
 class SchemaError(ValueError):
@@ -152,7 +153,7 @@ def _default(col: Column, n: int) -> pd.Series:
 def _cast(table: str, col: Column, s: pd.Series, unit: str) -> pd.Series:
     try:
         return _cast_strictly(col, s, unit)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, OverflowError) as e:
         bad = _first_bad_value(s, col.kind, unit)
         raise SchemaError(
             f"{table}: column '{col.name}' cannot be read as {col.kind}"
@@ -162,7 +163,8 @@ def _cast(table: str, col: Column, s: pd.Series, unit: str) -> pd.Series:
 
 
 def _cast_strictly(col: Column, s: pd.Series, unit: str) -> pd.Series:
-    """`s` as `col`'s kind; raises ValueError or TypeError if a value does not cast."""
+    """`s` as `col`'s kind; raises ValueError, TypeError or OverflowError if a value does not
+    cast."""
     if col.kind == "str":
         return _to_str(s)
     if col.kind == "int":
@@ -180,9 +182,11 @@ def _cast_or_mark(col: Column, s: pd.Series, unit: str) -> tuple[pd.Series, np.n
     data gives the same table whichever `unreadable` is asked for."""
     try:
         return _cast_strictly(col, s, unit), np.zeros(len(s), dtype=bool)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         pass
     given = s.notna().to_numpy()
+    if col.kind == "str":  # cannot fail: _to_str writes any value as text
+        return _to_str(s), np.zeros(len(s), dtype=bool)
     if col.kind in ("int", "float"):
         number = pd.to_numeric(s, errors="coerce")
         if col.kind == "int":  # 30.5 is not an age; 1e30 does not fit Int64
@@ -205,6 +209,9 @@ def _timestamps_or_nat(s: pd.Series, unit: str) -> pd.Series:
         out = pd.to_datetime(s, utc=True, errors="coerce", format="mixed")
     else:
         text = s.where(number.isna())
+        # datetime64[ns] ends in 2262: a larger epoch number (9.2e9 s) is no timestamp, and
+        # pandas raises OverflowError for it even with errors="coerce"
+        number = number.where(number.abs() < (2**63 - 1) / EPOCH_NS[unit])
         out = pd.to_datetime(number, unit=unit, utc=True, errors="coerce")
         from_text = pd.to_datetime(text, utc=True, errors="coerce", format="mixed")
         out = out.where(number.notna(), from_text)
@@ -225,7 +232,8 @@ def _unparsed_cells(df: pd.DataFrame, unread: dict[str, np.ndarray]) -> pd.Serie
 
 
 def _to_str(s: pd.Series) -> pd.Series:
-    if pd.api.types.is_float_dtype(s) and s.dropna().mod(1).eq(0).all():
+    given = s.dropna()
+    if pd.api.types.is_float_dtype(s) and given.mod(1).eq(0).all() and given.abs().lt(2**63).all():
         # ids read from CSV as floats (because of a blank) must not become "12.0"
         s = s.astype("Int64")
     out = s.astype(object).where(s.notna(), None)
@@ -271,6 +279,6 @@ def _first_bad_value(s: pd.Series, kind: str, unit: str) -> object | None:
                 float(v)
             elif kind == "timestamp":
                 to_timestamp(pd.Series([v]), unit)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, OverflowError):
             return v
     return None

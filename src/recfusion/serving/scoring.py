@@ -67,6 +67,10 @@ def score_recommender(recommender: Recommender, test: TestSet, ks: list[int]) ->
     )
     ranked = np.full((len(test.user_ids), k), -1, dtype=np.int64)
     slot = pd.Index(test.user_ids).get_indexer(answer["user_id"])
+    if (slot < 0).any():  # e.g. an id the request parser changed (stripped of blanks)
+        stray = answer["user_id"][slot < 0].iloc[0]
+        raise ValueError(f"the recommender answered for user {stray!r}, whom it was not asked "
+                         "about; the test users' ids and the served ids disagree")  # fmt: skip
     pos = test.data.catalog.positions(answer["item_id"])
     ranked[slot, answer["rank"].to_numpy() - 1] = pos  # unknown ids stay -1: never relevant
     per_user = per_user_metrics(ranked, test.relevant, sorted(ks))

@@ -220,7 +220,7 @@ def _repeats(table: str, o: ExpectationOutcome, df: pd.DataFrame, terms: Terms) 
     rows = list(dict.fromkeys(o.unexpected_index))
     share = len(rows) / len(df) if len(df) else 0.0
     named = ", ".join(terms.column(table, c) for c in columns)
-    keys = df.loc[rows, columns].drop_duplicates().head(MAX_SHOWN_VALUES + 1)
+    keys = df.loc[rows, columns].drop_duplicates()
     examples = shown(tuple(r) for r in keys.itertuples(index=False))
     key = terms.key(o, "mostly") or "the duplicate limit"
     limit = 1.0 - float(o.kwargs.get("mostly", 1.0))

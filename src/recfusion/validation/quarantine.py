@@ -35,6 +35,28 @@ class TableDecision:
         return self.rows_in == len(self.clean) + len(self.quarantined)
 
 
+def without_unread_cells(o: ExpectationOutcome, df: pd.DataFrame) -> ExpectationOutcome | None:
+    """`o` without the rows whose cell in `o`'s column is empty only because its value could not
+    be read (the row's UNPARSED cell names the column): the parse check reports those. None
+    when no row is left; `o` itself for a table-level outcome or a table without UNPARSED."""
+    if UNPARSED not in df.columns or o.column in (None, REF_PARSED) or not o.unexpected_index:
+        return o
+    cells = df[UNPARSED]
+
+    def unread(i: object) -> bool:
+        cell = cells.get(i)
+        return isinstance(cell, str) and o.column in json.loads(cell)
+
+    rows = [i for i in o.unexpected_index if not unread(i)]
+    return (
+        None
+        if not rows
+        else o
+        if len(rows) == len(o.unexpected_index)
+        else replace(o, unexpected_index=rows)
+    )
+
+
 def decide(
     table: str,
     df: pd.DataFrame,

@@ -13,7 +13,7 @@ import pandas as pd
 from recfusion.data.schema import UNPARSED
 from recfusion.validation.gx_runner import SuiteOutcome
 from recfusion.validation.messages import Terms, cut, expectation_label, failure_message
-from recfusion.validation.quarantine import TableDecision
+from recfusion.validation.quarantine import TableDecision, without_unread_cells
 from recfusion.validation.suites import REF_PARSED, REFERENCES
 
 EXAMPLE_CHARS = 80  # a longer text in an example row is cut (a 100 KB title stays out)
@@ -46,7 +46,8 @@ def suite_summary(
             MLflow with the Data Docs, and a bad row of the users table is a person.
     """
     failed = []
-    for o in outcome.failed:
+    # a value that could not be read is reported by the parse check, not as the empty cell too
+    for o in filter(None, (without_unread_cells(o, df) for o in outcome.failed)):
         examples = df.loc[df.index.isin(o.unexpected_index[:example_rows])].head(example_rows)
         examples = examples.drop(columns=REF_PARSED, errors="ignore")  # UNPARSED says more
         if not show_examples:
