@@ -798,6 +798,16 @@ def render_readme_section(result: dict[str, Any]) -> str:
         shown = "-" if seconds is None else f"{seconds:.1f} s"
         data = "-" if f["data_lost"] is None else f["data_lost"].split(":")[0]
         lines.append(f"| {f['fault']} | {outcome} | {shown} | {data} |")
+    killed = next((f for f in result["faults"] if f["id"] == "worker-killed"), None)
+    if killed and killed.get("details", {}).get("workers"):
+        d = killed["details"]
+        lines += [
+            "",
+            f"Killing a serving worker loses no data (the server holds none), but the "
+            f"{len(d['failed_requests'])} request(s) in flight on it failed and are the "
+            f"client's to retry; the other worker answered at once, and a new worker was up "
+            f"after {d['worker_replaced_after_s']} s.",
+        ]
     return "\n".join(lines)
 
 
