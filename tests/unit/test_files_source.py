@@ -167,6 +167,18 @@ def test_a_huge_numeric_id_with_a_blank_stays_text(tmp_path: Path) -> None:
     assert t["item_id"].tolist() == ["1e+20", None, "2.0"] and t[UNPARSED].isna().all()
 
 
+def test_long_numeric_ids_are_read_as_written(tmp_path: Path) -> None:
+    # as numbers, with a blank making the column float, these two users would become one
+    paths = write_tables(tmp_path)
+    ids = ["1700000000000000001", "1700000000000000002"]
+    pd.read_csv(paths["users"]).assign(uid=ids).to_csv(paths["users"], index=False)
+    events = pd.read_csv(paths["events"]).assign(uid=[ids[0], ids[1], None])
+    events.to_csv(paths["events"], index=False)
+    t = files.load(config(paths), root=tmp_path)
+    assert t["users"]["user_id"].tolist() == ids
+    assert t["events"]["user_id"].tolist() == [*ids, None]
+
+
 def test_a_column_twice_after_the_map_is_named(tmp_path: Path) -> None:
     paths = write_tables(tmp_path)
     pd.read_csv(paths["users"]).assign(user_id=["x", "y"]).to_csv(paths["users"], index=False)

@@ -66,7 +66,7 @@ def load(cfg: FilesConfig, root: Path | None = None) -> dict[str, pd.DataFrame]:
         key = f"ingest.files.{table}"
         sources[table] = resolve_path(key, path, root)
         try:
-            raw = read_table(sources[table])
+            raw = read_table(sources[table], dtype=_text_columns(table, cfg.columns.get(table, {})))
         except DataFileError as e:
             raise DataFileError(f"{key}: {e}") from e
         renamed = raw.rename(columns=cfg.columns.get(table, {}))
@@ -114,6 +114,15 @@ def resolve_path(key: str, path: str, root: Path) -> Path:
             "those: save the table as CSV or Parquet"
         )
     return target
+
+
+def _text_columns(table: str, mapping: dict[str, str]) -> dict[str, type]:
+    """The columns of a CSV file that `table`'s text columns (ids, categories, ...) come from,
+    under the user's names, to be read as written: read as numbers, ids past 2**53 would be
+    rounded into one another (a blank cell makes pandas read a column of ids as floats)."""
+    text = {c.name for c in SCHEMA[table] if c.kind == "str"}
+    yours = {mine for mine, canonical in mapping.items() if canonical in text}
+    return {name: str for name in text | yours}
 
 
 def _check_column_map(columns: dict[str, dict[str, str]]) -> None:
