@@ -122,9 +122,8 @@ class ValidationConfig:
 # --------------------------------------------------------------------------- privacy
 @dataclass(frozen=True)
 class PrivacyConfig:
-    show_examples: (
-        bool  # validation summaries show whole bad rows (else row number + failing column)
-    )
+    # validation summaries show whole bad rows, or only the row number and the checked column
+    show_examples: bool
 
 
 # --------------------------------------------------------------------------- prepare

@@ -225,9 +225,13 @@ def _unparsed_cells(df: pd.DataFrame, unread: dict[str, np.ndarray]) -> pd.Serie
     any_bad = np.zeros(len(df), dtype=bool)
     for bad in unread.values():
         any_bad |= bad
-    for row in np.flatnonzero(any_bad):
-        texts = {c: str(df[c].iloc[row]) for c, bad in unread.items() if bad[row]}
-        cells[row] = json.dumps(texts, ensure_ascii=False)
+    rows = np.flatnonzero(any_bad)
+    # the texts of the bad rows, column by column (one cell at a time took 10 us a cell)
+    texts = {c: df[c].iloc[rows].map(str).to_numpy() for c in unread}
+    flags = {c: bad[rows] for c, bad in unread.items()}
+    for k, row in enumerate(rows):
+        found = {c: texts[c][k] for c in unread if flags[c][k]}
+        cells[row] = json.dumps(found, ensure_ascii=False)
     return pd.Series(cells, dtype=object)
 
 
