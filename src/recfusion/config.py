@@ -501,6 +501,12 @@ def _cross_field_problems(cfg: Config) -> Iterator[str]:
                 f"validation.min_rows.{table} must be <= validation.max_rows (got {n} > "
                 f"{v.max_rows})"
             )
+    if cfg.serving.max_user_id_chars < v.max_text_chars:
+        yield (
+            f"serving.max_user_id_chars must be >= validation.max_text_chars, so that every user "
+            f"validation lets in can be served (got {cfg.serving.max_user_id_chars} < "
+            f"{v.max_text_chars})"
+        )
     yield from _listing("train.positive_events", cfg.train.positive_events, "event type")
     rk = cfg.train.ranking
     if rk.hard_negatives > rk.hard_negative_k:

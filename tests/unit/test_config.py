@@ -276,6 +276,11 @@ def test_ranges_read_as_intervals(key: str, text: str) -> None:
             "validation.min_rows.events must be <= validation.max_rows (got 11 > 10)",
         ),
         (
+            {"serving": {"max_user_id_chars": 100}},
+            "serving.max_user_id_chars must be >= validation.max_text_chars, so that every user "
+            "validation lets in can be served (got 100 < 256)",
+        ),
+        (
             {"ingest": {"files": {"columns": {"event": {"uid": "user_id"}}}}},
             "key 'ingest.files.columns.event': unknown table",
         ),
