@@ -313,6 +313,18 @@ def read_registry(ws: Path) -> dict[str, Any]:
     return {"versions": versions, "runs": len(runs)}
 
 
+def cut_short(done: str, outcome: str, message: str, passed: bool | None = None) -> dict[str, Any]:
+    """The record of a fault that could not be carried out to the end."""
+    return {
+        "what_was_done": done,
+        "outcome": outcome,
+        "seconds_to_clear_message": None,
+        "message": message,
+        "data_lost": None,
+        "passed": passed,
+    }
+
+
 def describe_loss(ok: bool, how: str) -> str:
     """The `data_lost` entry: "none: <how it was checked>", or what the check found."""
     return f"none: {how}" if ok else f"NOT none: {how}"
@@ -334,14 +346,7 @@ def kill_training(bench: Bench) -> dict[str, Any]:
     epoch = first.wait_for(r"retrieval epoch 1:", bench.timeout)
     if epoch is None:
         first.stop()
-        return {
-            "what_was_done": done,
-            "outcome": "no epoch logged",
-            "seconds_to_clear_message": None,
-            "message": pick_message(first.text(), r"ERROR"),
-            "data_lost": None,
-            "passed": False,
-        }
+        return cut_short(done, "no epoch logged", pick_message(first.text(), r"ERROR"), False)
     os.kill(first.proc.pid, signal.SIGKILL)
     killed_at = time.perf_counter()
     first.finish(60)
@@ -518,15 +523,8 @@ def run_two_repros(bench: Bench) -> dict[str, Any]:
     running = first.wait_for(r"Running stage 'register'", bench.timeout)
     if running is None:
         first.stop()
-        return {
-            "what_was_done": done,
-            "outcome": "not run",
-            "seconds_to_clear_message": None,
-            "message": "the first `dvc repro` did not reach stage register: "
-            + pick_message(first.text(), r"ERROR"),
-            "data_lost": None,
-            "passed": None,
-        }
+        why = "the first `dvc repro` did not reach stage register: "
+        return cut_short(done, "not run", why + pick_message(first.text(), r"ERROR"), None)
     second = run_timed(dvc("repro"), ws, bench.env, bench.timeout)
     overlapped = first.proc.poll() is None  # the first still ran when the second had ended
     code = first.finish(bench.timeout)
@@ -658,15 +656,8 @@ def kill_worker(bench: Bench, clients: int = 2, steady: float = 10.0) -> dict[st
         second = server.wait_for(started, bench.timeout, first[0] + 1) if first else None
         workers = find_workers(server)
         if second is None or len(workers) != 2:
-            return {
-                "what_was_done": done,
-                "outcome": "not run",
-                "seconds_to_clear_message": None,
-                "message": f"the server did not come up with 2 workers ({len(workers)} found): "
-                + pick_message(server.text(), r"ERROR|Error"),
-                "data_lost": None,
-                "passed": None,
-            }
+            why = f"the server did not come up with 2 workers ({len(workers)} found): "
+            return cut_short(done, "not run", why + pick_message(server.text(), r"ERROR|Error"))
         for t in threads:
             t.start()
         time.sleep(steady)
