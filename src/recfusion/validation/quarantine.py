@@ -86,28 +86,26 @@ def decide(
     """
     terms = terms if terms is not None else Terms()
     reasons: dict[object, list[str]] = {}
-    unread: dict[object, set[str]] = {}  # row -> the columns whose value could not be read
     stop: list[str] = []
     row_failures: list[ExpectationOutcome] = []
     # a missing column also fails every check on it: the column check's message says it all
     columns_missing = any(o.type == COLUMNS_CHECK for o in outcome.failed)
-    # the parse check first, so that the checks of the cells it emptied can be left out
+    # the parse check first: a row's reasons start with what could not be read
     for o in sorted(outcome.failed, key=lambda o: o.column != REF_PARSED):
         if columns_missing and o.error and o.column not in df.columns:
             continue
         if o.level == "row" and o.error is None and o.unexpected_index:
-            if o.column == REF_PARSED and UNPARSED in df.columns:
-                for idx in o.unexpected_index:
-                    cell = df.at[idx, UNPARSED]
-                    unread[idx] = set(json.loads(cell))
-                    reasons.setdefault(idx, []).extend(unparsed_reasons(table, cell, terms))
-            else:
-                rows = [i for i in o.unexpected_index if o.column not in unread.get(i, ())]
-                if not rows:
-                    continue  # only cells left empty by a value that could not be read
-                o = replace(o, unexpected_index=rows)
-                for idx in rows:
-                    reasons.setdefault(idx, []).append(expectation_label(o))
+            kept = without_unread_cells(o, df)
+            if kept is None:
+                continue  # only cells left empty by a value that could not be read
+            o = kept
+            parsing = o.column == REF_PARSED and UNPARSED in df.columns
+            for idx in o.unexpected_index:
+                reasons.setdefault(idx, []).extend(
+                    unparsed_reasons(table, df.at[idx, UNPARSED], terms)
+                    if parsing
+                    else [expectation_label(o)]
+                )
             row_failures.append(o)
             if on_failure == "stop":
                 stop.append(failure_message(table, o, df, terms))
