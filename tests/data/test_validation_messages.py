@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
@@ -14,30 +13,13 @@ import pytest
 from recfusion.data.schema import UNPARSED
 from recfusion.stages import validate
 from recfusion.validation.report import to_html, to_markdown
-from tests.conftest import REPO, repo_config
+from tests.data.test_validation import NOW, copy_tables, run_validation
 
-NOW = pd.Timestamp("2026-06-01")
 # data/raw/source.json of the files source with a column map: the user calls item_id "sku"
 FILES_SOURCE = {
     "source": "files",
     "params": {"columns": {"events": {"sku": "item_id"}}, "timestamp_unit": "iso"},
 }
-
-
-def run_validation(
-    tmp_path: Path,
-    tables: dict[str, pd.DataFrame],
-    on_failure: str = "stop",
-    source: dict[str, Any] | None = None,
-) -> validate.ValidationResult:
-    cfg = repo_config({"validation": {"on_failure": on_failure}})
-    suites = validate.read_suites(REPO / "expectations")
-    inputs = validate.RawInputs(tables, suites, source or {})
-    return validate.run(cfg, inputs, docs_dir=tmp_path / "docs", now=NOW)
-
-
-def copy_tables(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    return {k: v.copy() for k, v in tables.items()}
 
 
 def line_about(result: validate.ValidationResult, *words: str) -> str:
@@ -52,7 +34,7 @@ def test_unknown_item_speaks_of_the_users_column_and_shows_the_value(
 ) -> None:
     t = copy_tables(tiny_tables)
     t["events"].loc[t["events"].index[0], "item_id"] = "phantom"
-    result = run_validation(tmp_path, t, source=FILES_SOURCE)
+    result = run_validation(tmp_path, t, on_failure="stop", source=FILES_SOURCE)
     line = line_about(result, "events:", "phantom")
     assert "'item_id' (your 'sku')" in line
     assert "1 of 6,503 rows" in line and "not in the items table" in line
@@ -63,7 +45,7 @@ def test_unknown_item_speaks_of_the_users_column_and_shows_the_value(
 def test_at_most_five_bad_values_are_shown(tmp_path: Path, tiny_tables) -> None:
     t = copy_tables(tiny_tables)
     t["events"].loc[t["events"].index[:7], "event_type"] = [f"kind{i}" for i in range(7)]
-    line = line_about(run_validation(tmp_path, t), "event_type")
+    line = line_about(run_validation(tmp_path, t, on_failure="stop"), "event_type")
     assert sum(f"'kind{i}'" in line for i in range(7)) == 5
     assert "and 2 more" in line
     assert "view, click, add_to_cart, purchase, rating" in line  # the values that are accepted
@@ -118,7 +100,7 @@ def test_row_faults_in_stop_mode_show_values_and_bounds(
 ) -> None:
     t = copy_tables(tiny_tables)
     fault(t)
-    line_about(run_validation(tmp_path, t), *words)
+    line_about(run_validation(tmp_path, t, on_failure="stop"), *words)
 
 
 def test_too_many_bad_rows_list_what_is_wrong(tmp_path: Path, tiny_tables) -> None:
@@ -135,7 +117,7 @@ def test_too_many_bad_rows_list_what_is_wrong(tmp_path: Path, tiny_tables) -> No
 def test_a_stopped_run_says_would_be_quarantined(tmp_path: Path, tiny_tables) -> None:
     t = copy_tables(tiny_tables)
     t["items"].loc[0, "price"] = -1.0
-    result = run_validation(tmp_path, t)
+    result = run_validation(tmp_path, t, on_failure="stop")
     items = result.summary["suites"]["items"]
     assert items["rows_quarantined"] == 0  # nothing was written
     assert items["rows_would_be_quarantined"] == 1
@@ -160,7 +142,7 @@ def test_an_unread_value_is_one_reason_not_two(tmp_path: Path, tiny_tables) -> N
     t = copy_tables(tiny_tables)
     t["events"][UNPARSED] = None
     t["events"].loc[7, ["timestamp", UNPARSED]] = [pd.NaT, '{"timestamp": "soon"}']
-    result = run_validation(tmp_path, t, source=FILES_SOURCE)
+    result = run_validation(tmp_path, t, on_failure="stop", source=FILES_SOURCE)
     events = [r for r in result.summary["stop_reasons"] if r.startswith("events:")]
     # the empty timestamp it left is no second reason to stop
     assert events == [
