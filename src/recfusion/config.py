@@ -295,6 +295,7 @@ class ServingConfig:
     max_query_chars: int  # longest search query a request may send
     max_rows: int  # most rows (lists) one request may hold
     max_user_id_chars: int  # longest user id a request may send
+    store: str  # the online store: a SQLite file (relative to the folder the server runs in)
 
 
 @dataclass(frozen=True)
@@ -524,6 +525,8 @@ def _cross_field_problems(cfg: Config) -> Iterator[str]:
     for key in ("tracking_uri", "experiment", "model_name"):
         if not getattr(cfg.registry, key).strip():
             yield f"key 'registry.{key}' must not be empty"
+    if not cfg.serving.store.strip():
+        yield "key 'serving.store' must not be empty (the online store's SQLite file)"
 
 
 def _listing(key: str, values: tuple[Any, ...], what: str) -> Iterator[str]:

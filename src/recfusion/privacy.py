@@ -43,3 +43,12 @@ def pseudonym(user_id: str, key: bytes) -> str:
     """`user-` and the first DIGITS hex digits of HMAC-SHA-256(key, user_id)."""
     digest = hmac.new(key, str(user_id).encode("utf-8"), hashlib.sha256).hexdigest()
     return PREFIX + digest[:DIGITS]
+
+
+KEY_CHECK_TEXT = "recfusion: key check"
+
+
+def key_check(key: bytes) -> str:
+    """The pseudonym of a fixed text: equal for two things (a packaged model's user vocabulary,
+    an online store) made with the same key, and telling nothing about the key or any user."""
+    return pseudonym(KEY_CHECK_TEXT, key)

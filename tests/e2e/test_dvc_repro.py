@@ -157,18 +157,22 @@ def test_registry_gate_and_served_model(workspace) -> None:
     assert "# Gate: recfusion version 1" in (dest / "reports/gate.md").read_text()
     listed = recfusion(["registry", "list"], dest, env)
     assert re.search(rf"^1\s+{gate['outcome']}\s+candidate", listed, re.M), listed
-    # what the run logged for people to read names no customer (reports, Data Docs, the
-    # model's input example); the model's workspace still holds data/prepared until user state
-    # moves to an online store (issue 13), so it is left out here
+    # nothing the run logged names a customer: not the reports and Data Docs people read, not
+    # the model's input example, not one file of the registered model (fitted state only: users
+    # and their events are in the online store, the user vocabulary is pseudonymised)
     import pandas as pd
 
     ids = set(pd.read_parquet(dest / "data/prepared/users.parquet")["user_id"].astype(str))
-    logged = [p for p in (dest / "mlartifacts").rglob("*") if p.is_file()
-              and "workspace" not in p.relative_to(dest / "mlartifacts").parts]  # fmt: skip
+    logged = [p for p in (dest / "mlartifacts").rglob("*") if p.is_file()]
+    model_files = [p for p in logged if "workspace" in p.parts]
     assert any(p.name == "evaluation.html" for p in logged) and any(p.name == "input_example.json"
                                                                     for p in logged)  # fmt: skip
+    assert any(p.name == "stacker.txt" for p in model_files), "the scan missed the model"
     leaks = {p.name: found for p in logged if (found := ids & set(tokens(p)))}
     assert not leaks, leaks
+    assert not [p for p in model_files if "prepared" in p.parts or p.suffix == ".sqlite"]
+    tables = [pd.read_parquet(p) for p in model_files if p.suffix == ".parquet"]
+    assert tables and not [t.columns for t in tables if "user_id" in t.columns]
     # logged from code (serving/pyfunc_model.py runs at load): no pickled python model
     mlmodels = list((dest / "mlartifacts").rglob("MLmodel"))
     assert mlmodels and not list((dest / "mlartifacts").rglob("python_model.pkl"))

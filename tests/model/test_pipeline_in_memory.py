@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from recfusion.config import RANKING_METRICS, with_overrides
 from recfusion.data.schema import SPLITS, TABLES
@@ -30,11 +31,13 @@ from recfusion.registry.tracking import lineage_tags
 from recfusion.search.searcher import personalise
 from recfusion.serving.recommender import Recommender
 from recfusion.serving.scoring import build_test_set, score_recommender
+from recfusion.serving.store import StoreError, materialize, prepared_store, write_store
 from recfusion.stages import (
     evaluate,
     fuse,
     gate,
     ingest,
+    package,
     prepare,
     register,
     train_ranking,
@@ -195,9 +198,21 @@ def test_every_stage_runs_in_memory(tiny_tables, tiny_model_data, trained_retrie
 
     # gate's pure part: the packaged recommender assembled from these parts, scored through its
     # request interface against itself as the champion (so every paired interval is zero)
-    candidate = Recommender.assemble(cfg, prep, data, models, fused.fitted, searcher,
-                                     gate.EVAL_HISTORY)  # fmt: skip
+    # (the package stage's fitted state, and a store knowing users by train + validation events)
+    fitted = package.run(cfg, data, b"test-key")
+    store = prepared_store(prep, gate.EVAL_HISTORY, b"test-key", tmp_path / "store.sqlite")
+    candidate = Recommender.assemble(cfg, fitted, models, fused.fitted, search.searcher, store)
     test = build_test_set(prep, data, cfg.evaluate.head_share)
+    # served through the request interface, the packaged method scores as the evaluate stage
+    # measured it (the same fitted state, the same histories)
+    served = score_recommender(candidate, test, sorted(cfg.evaluate.ks)).overall
+    for metric in ("ndcg@10", "recall@10"):
+        assert served[metric] == pytest.approx(result["methods"][packaged][metric], abs=1e-4)
+    live_events_change_the_next_answer(candidate, prep, tmp_path / "store.sqlite",
+                                       str(test.user_ids[0]))  # fmt: skip
+    other_key = prepared_store(prep, gate.EVAL_HISTORY, b"another key", tmp_path / "other.sqlite")
+    with pytest.raises(StoreError, match="different pseudonym keys"):
+        Recommender.assemble(cfg, fitted, models, fused.fitted, search.searcher, other_key)
     users = test.user_ids[:20]
     answer = candidate.recommend(pd.DataFrame({"user_id": users, "k": 10}))
     assert answer.groupby("user_id").size().reindex(users).tolist() == [10] * len(users)
@@ -221,3 +236,39 @@ def test_every_stage_runs_in_memory(tiny_tables, tiny_model_data, trained_retrie
     )
     assert decided.outcome == expected, (decided.outcome, decided.decision)
     assert decided.report.startswith(f"# Gate: {cfg.registry.model_name} version 2")
+
+
+def live_events_change_the_next_answer(recommender: Recommender, prep, path: Path,
+                                       user: str) -> None:  # fmt: skip
+    """Events written to the store reach the next request (no reload): a known user's list and
+    a new user's (no row, only the events) move toward the category the events are in."""
+    catalog = recommender.package.catalog
+    top_level = catalog.category[:, 0]
+
+    def share(answer: pd.DataFrame, category: int) -> float:
+        return float(np.mean(top_level[catalog.positions(answer["item_id"])] == category))
+
+    ask = pd.DataFrame({"user_id": [user, "new-shopper"], "k": 10})
+    before = recommender.recommend(ask)
+    assert set(before.loc[before["user_id"] == "new-shopper", "reason"]) == {"popular right now"}
+    # the top-level category least present in the user's list, and its most popular items
+    mine = before[before["user_id"] == user]
+    shares = {int(c): share(mine, int(c)) for c in np.unique(top_level) if c > 0}
+    target = min(shares, key=lambda c: (shares[c], c))
+    order = np.argsort(-recommender.package.counts, kind="stable")
+    picked = [i for i in order if top_level[i] == target and catalog.in_stock[i]][:5]
+    contents = materialize(prep, gate.EVAL_HISTORY, b"test-key")
+    now = pd.Timestamp("2030-01-01", tz="UTC").value
+    extra = pd.DataFrame({"user_id": [u for u in (user, "new-shopper") for _ in picked],
+                          "item_id": [str(catalog.item_ids[i]) for _ in range(2) for i in picked],
+                          "event_type": "click",
+                          "timestamp": [now + n for n in range(2 * len(picked))]})  # fmt: skip
+    write_store(dataclasses.replace(
+        contents, events=pd.concat([contents.events, extra], ignore_index=True)), path)  # fmt: skip
+    after = recommender.recommend(ask)
+    for who in (user, "new-shopper"):
+        was, now_ = before[before["user_id"] == who], after[after["user_id"] == who]
+        assert share(now_, target) > share(was, target), (who, target)
+        # the clicked items themselves are history now: never recommended back
+        assert not set(now_["item_id"]) & {str(catalog.item_ids[i]) for i in picked}
+    assert set(after.loc[after["user_id"] == "new-shopper", "reason"]) != {"popular right now"}

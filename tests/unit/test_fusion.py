@@ -57,14 +57,14 @@ def test_labels_of() -> None:
 
 
 def test_ease_closed_form_on_a_tiny_matrix() -> None:
-    from recfusion.fusion.sources import EaseSource
+    from recfusion.fusion.sources import EaseSource, ease_weights
 
     class _Data:  # EASE needs nothing else from the model data
         pass
 
     # two users who chose items {0, 1} and one who chose {0, 2}: item 1 co-occurs with 0
     x = sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 0], [1, 0, 1]], dtype=np.float32))
-    ease = EaseSource(_Data(), x, l2=1.0)  # type: ignore[arg-type]
+    ease = EaseSource(_Data(), ease_weights(x, l2=1.0))  # type: ignore[arg-type]
     assert np.allclose(np.diag(ease.b), 0.0)
     gram = x.T @ x + np.eye(3)
     p = np.linalg.inv(gram)

@@ -22,6 +22,7 @@ from recfusion.fusion.sources import (
     PopularitySource,
     Source,
     TwoTowerSource,
+    ease_weights,
 )
 from recfusion.fusion.stacking import context_features
 from recfusion.models.dataset import History, ModelData, build_history
@@ -110,7 +111,7 @@ def fit_sources(
     counts = np.asarray(history.matrix.sum(axis=0)).ravel()
     make = {
         "two_tower": lambda: TwoTowerSource(data, encode, item_embeddings, index),
-        "ease": lambda: EaseSource(data, history.matrix, ease_l2),
+        "ease": lambda: EaseSource(data, ease_weights(history.matrix, ease_l2)),
         "popularity": lambda: PopularitySource(counts),
         "category_popularity": lambda: CategoryPopularitySource(data, counts),
         "content": lambda: ContentSource(data),

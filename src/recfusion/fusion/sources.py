@@ -90,19 +90,25 @@ class TwoTowerSource(Source):
         return REASONS[self.name].format(item=_item_label(self.data, closest))
 
 
+def ease_weights(train: sp.csr_matrix, l2: float) -> np.ndarray:
+    """EASE's [n_items, n_items] float32 weights: B = I - P / diag(P), P = (X'X + lambda I)^-1,
+    with a zero diagonal."""
+    gram = (train.T @ train).toarray().astype(np.float64)
+    gram[np.diag_indices_from(gram)] += l2
+    p = np.linalg.inv(gram)
+    b = p / (-np.diag(p))
+    b[np.diag_indices_from(b)] = 0.0
+    return b.astype(np.float32)
+
+
 class EaseSource(Source):
-    """B = I - P / diag(P), P = (X'X + lambda I)^-1; scores = X_u B (zero diagonal)."""
+    """scores = X_u B, B from `ease_weights` (fitted on a period's history, or loaded)."""
 
     name = "ease"
 
-    def __init__(self, data: ModelData, train: sp.csr_matrix, l2: float) -> None:
+    def __init__(self, data: ModelData, b: np.ndarray) -> None:
         self.data = data
-        gram = (train.T @ train).toarray().astype(np.float64)
-        gram[np.diag_indices_from(gram)] += l2
-        p = np.linalg.inv(gram)
-        b = p / (-np.diag(p))
-        b[np.diag_indices_from(b)] = 0.0
-        self.b = b.astype(np.float32)
+        self.b = b
 
     def scores(self, rows: np.ndarray, history: History) -> np.ndarray:
         return np.asarray(history.matrix[rows] @ self.b)

@@ -147,12 +147,14 @@ def positive_pairs(events: pd.DataFrame, positive_types: Sequence[str]) -> pd.Da
 
 def last_items(pairs: pd.DataFrame, users: UserTable, catalog: ItemTable, n: int) -> np.ndarray:
     """[n_users, n] each user's last n item vocabulary indices in `pairs` (time order, oldest
-    first, left-padded with 0). Items without an id index are skipped."""
+    first, left-padded with 0). Items without an id index, or not in the catalogue, are
+    skipped."""
     out = np.zeros((len(users), n), dtype=np.int32)
     if len(pairs) == 0 or n == 0:
         return out
     u = users.positions(pairs["user_id"])
-    item = catalog.id_idx[np.maximum(catalog.positions(pairs["item_id"]), 0)]
+    pos = catalog.positions(pairs["item_id"])
+    item = np.where(pos >= 0, catalog.id_idx[np.maximum(pos, 0)], 0)
     keep = (u >= 0) & (item > 0)
     df = pd.DataFrame({"u": u[keep], "item": item[keep]})
     df["rank"] = df.groupby("u").cumcount(ascending=False)  # 0 = most recent

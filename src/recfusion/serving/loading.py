@@ -13,7 +13,11 @@ import pandas as pd
 from recfusion.config import load_config
 from recfusion.data.io import DataFileError, read_table
 from recfusion.data.schema import SPLITS
+from recfusion.models.dataset import read_prepared
+from recfusion.paths import PREPARED_DIR
+from recfusion.privacy import pseudonym_key
 from recfusion.serving.manifest import WorkspaceMismatch
+from recfusion.serving.store import OnlineStore, open_store, prepared_store
 
 WORKSPACE = "workspace"
 MAX_USERS_FILE_BYTES = 50_000_000
@@ -24,39 +28,49 @@ class Predictor(Protocol):
 
 
 class _WorkspaceModel:
-    def __init__(self, root: Path, history: Sequence[str] | None,
+    def __init__(self, root: Path, store: OnlineStore | None, history: Sequence[str],
                  keep: tempfile.TemporaryDirectory | None = None) -> None:  # fmt: skip
-        from recfusion.serving.recommender import ALL_SPLITS, Recommender
+        from recfusion.serving.recommender import Recommender
 
-        self.recommender = Recommender.load(root, history or ALL_SPLITS)
-        self._keep = keep  # a downloaded model's folder lives as long as the model
+        self.recommender = Recommender.load(root, store)
+        self.history = tuple(history)  # the splits the store knows users by
+        self._keep = keep  # a downloaded model's folder and a scoring store live as long as it
 
     def predict(self, model_input: pd.DataFrame) -> pd.DataFrame:
         return self.recommender.recommend(model_input)
-
-    @property
-    def history(self) -> tuple[str, ...]:
-        """The splits the loaded recommender knows users by."""
-        return self.recommender.sources.history.splits
 
 
 def load_model(model: str, params: Path, history: Sequence[str] | None = None) -> Predictor:
     """The recommender behind `model`: 'workspace' or an MLflow model URI.
 
     A model URI's workspace is checked against its manifest before the recommender is assembled
-    (serving/manifest.py); the workspace of this folder is not (it has no manifest).
+    (serving/manifest.py); the workspace of this folder is not (it has no manifest). Users and
+    their events come from the online store (`serving.store`; relative to the folder of
+    `params` for the workspace, to the current folder for a model URI), or, with `history`, from
+    a store written for the call from this project's data/prepared.
 
     Args:
-        history: the splits the recommender knows users by (None: every split, as served);
-            e.g. ("train", "val") to score the test split, whose items then stay recommendable.
+        history: None: serve from the online store. Splits (e.g. ("train", "val")): know users by
+            their events in these splits only, e.g. to score the test split offline.
 
     Raises:
         TrackingUnavailable: the tracking store of params.yaml cannot be reached.
         WorkspaceMismatch: the model's files differ from its manifest (the message names `model`
             and the files).
+        StoreError: the online store is missing or unreadable.
     """
+    project = params.parent
+    if model == WORKSPACE and history is None:
+        cfg = load_config(params)
+        return _WorkspaceModel(project, open_store(project / cfg.serving.store), SPLITS)
+    keep = tempfile.TemporaryDirectory(prefix="recfusion-model-")
+    store: OnlineStore | None = None
+    if history is not None:
+        prepared = read_prepared(project / PREPARED_DIR)
+        store = prepared_store(prepared, history, pseudonym_key(project),
+                               Path(keep.name) / "store.sqlite")  # fmt: skip
     if model == WORKSPACE:
-        return _WorkspaceModel(params.parent, history)
+        return _WorkspaceModel(project, store, history or SPLITS, keep)
     import mlflow
 
     from recfusion.registry.tracking import connect
@@ -73,8 +87,7 @@ def load_model(model: str, params: Path, history: Sequence[str] | None = None) -
             raise WorkspaceMismatch(model, e.problems) from e
     from recfusion.serving.pyfunc import local_workspace
 
-    keep = tempfile.TemporaryDirectory(prefix="recfusion-model-")
-    return _WorkspaceModel(local_workspace(model, Path(keep.name)), history, keep)
+    return _WorkspaceModel(local_workspace(model, Path(keep.name)), store, history, keep)
 
 
 def parse_history(text: str) -> tuple[str, ...]:

@@ -5,17 +5,23 @@ list of item ids never to return) and `query` (optional search text, at most
 `serving.max_query_chars` characters). The answer has one row per item: `user_id`, `rank`
 (1 = best), `item_id`, `score` (higher is better) and `reason` (why).
 
-Rows without a query are recommendations: known users go through the full fusion (every source,
-the stacker, the cascade's rules); users the model has never seen get the most popular items in
-stock (cold start). Rows with a query are searches: BM25 and the query tower fused, ordered for
-the user's taste by the ranking model when the user is known. A query with no letters or digits
-is treated as no query.
+Rows without a query are recommendations: users the online store knows (a row or any event) go
+through the full fusion (every source, the stacker, the cascade's rules) with the history the
+store holds at that moment; users it does not know get the most popular items in stock (cold
+start). Rows with a query are searches: BM25 and the query tower fused, ordered for the user's
+taste by the ranking model when the store knows the user. A query with no letters or digits is
+treated as no query.
+
+The recommender is assembled from fitted state only (serving/package.py and the sub-models under
+models/): no event and no user row is part of it; both come from the online store
+(serving/store.py) at each request.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,30 +29,38 @@ import numpy as np
 import pandas as pd
 
 from recfusion.config import DEFAULT_PARAMS, Config, load_config
-from recfusion.fusion.assemble import (
-    SubModels,
-    fit_with_sub_models,
-    load_sub_models,
-    purchases,
-)
+from recfusion.fusion.assemble import SubModels, load_sub_models
 from recfusion.fusion.fused import FittedFusion, method_scores, rank_method, reasons
 from recfusion.fusion.period import FittedSources, Period
-from recfusion.fusion.sources import REASONS
-from recfusion.models.dataset import ModelData, PreparedData, build_model_data, read_prepared
-from recfusion.paths import FUSION_DIR, MODELS_DIR, PREPARED_DIR, SEARCH_DIR
+from recfusion.fusion.sources import (
+    REASONS,
+    CategoryPopularitySource,
+    ContentSource,
+    EaseSource,
+    PopularitySource,
+    Source,
+    TwoTowerSource,
+)
+from recfusion.fusion.sub_model_scores import sub_model_scores
+from recfusion.models.dataset import History, ModelData, build_history
+from recfusion.models.inputs import build_users, positive_pairs
+from recfusion.paths import FUSION_DIR, MODELS_DIR, SEARCH_DIR
 from recfusion.preparation.vocab import tokenize
-from recfusion.search.searcher import Searcher, load_searcher
+from recfusion.search.searcher import Searcher, ranking_scorer
+from recfusion.serving.package import PACKAGE_DIR, Package, PackageError, load_package
+from recfusion.serving.store import OnlineStore, StoreError, UserRecords, open_store
 
 log = logging.getLogger(__name__)
 
-ALL_SPLITS = ("train", "val", "test")
 REQUEST_COLUMNS = ("user_id", "k", "query", "exclude")
 ANSWER_COLUMNS = ("user_id", "rank", "item_id", "score", "reason")
 PARAMS_FILE = "params.yaml"
-# the workspace files a packaged recommender needs, relative to the project root
-WORKSPACE_PARTS = (PARAMS_FILE, str(PREPARED_DIR), str(MODELS_DIR / "retrieval"),
+# the workspace files a packaged recommender needs, relative to the project root: fitted state
+# only (no data/prepared: users and events come from the online store)
+WORKSPACE_PARTS = (PARAMS_FILE, str(PACKAGE_DIR), str(MODELS_DIR / "retrieval"),
                    str(MODELS_DIR / "ranking"), str(MODELS_DIR / "tags"), str(FUSION_DIR),
                    str(SEARCH_DIR))  # fmt: skip
+HISTORY_SPLIT = "store"  # the name the store's events go by as a model's history
 
 
 class RequestError(ValueError):
@@ -140,102 +154,193 @@ def _exclude_of(value: object, n: int) -> tuple[str, ...]:
     return tuple(value)
 
 
+@dataclass(frozen=True)
+class UserView:
+    """The users of one request as the models see them: a user table and a history of their
+    own (row i = the i-th distinct user asked about), built from the online store."""
+
+    data: ModelData  # the package's catalogue and vocabularies, these users
+    history: History
+    purchased: list[np.ndarray]  # per row, catalogue positions purchased
+    known: np.ndarray  # [rows] bool: the store has a row or an event of the user
+
+
+def user_view(package: Package, history_len: int, positive_events: Sequence[str],
+              user_ids: Sequence[str], records: UserRecords) -> UserView:  # fmt: skip
+    """The view of `user_ids` (distinct) from what the store holds about them."""
+    asked = pd.DataFrame({"user_id": list(user_ids)})
+    users = asked.merge(records.users, on="user_id", how="left")
+    table = build_users(users.assign(user_id=users["pseudonym"].fillna(""),
+                                     gender=users["gender"].fillna(""),
+                                     region=users["region"].fillna(""),
+                                     age_norm=pd.to_numeric(users["age_norm"])), package.vocab)  # fmt: skip
+    table = dataclasses.replace(table, user_ids=asked["user_id"].to_numpy(dtype=object))
+    events = records.events.assign(timestamp=pd.to_datetime(records.events["timestamp"], unit="ns",
+                                                            utc=True))  # fmt: skip
+    pairs = positive_pairs(events, positive_events)
+    data = ModelData(package.catalog, table, {HISTORY_SPLIT: pairs}, history_len, package.vocab)
+    history = build_history(data, [HISTORY_SPLIT])
+    bought = events[events["event_type"] == "purchase"]
+    rows = table.positions(bought["user_id"])
+    items = package.catalog.positions(bought["item_id"])
+    keep = items >= 0
+    by_user = pd.Series(items[keep]).groupby(rows[keep])
+    per_row = {int(r): np.unique(g.to_numpy()) for r, g in by_user}
+    empty = np.array([], dtype=np.int64)
+    known = asked["user_id"].isin(records.users["user_id"]) | asked["user_id"].isin(
+        events["user_id"]
+    )
+    return UserView(data, history, [per_row.get(r, empty) for r in range(len(asked))],
+                    known.to_numpy())  # fmt: skip
+
+
 @dataclass
 class Recommender:
     cfg: Config
-    data: ModelData
-    sources: FittedSources
+    package: Package  # the fitted state: catalogue, vocabularies, counts, EASE weights
+    models: SubModels
     fusion: FittedFusion
-    item_embeddings: np.ndarray
-    purchased: list[np.ndarray]  # per user row, items purchased in the history
-    popular: np.ndarray  # catalogue positions in stock, most chosen first (cold start)
     searcher: Searcher | None  # None: a model version packaged before search existed
+    store: OnlineStore  # users and their events, read at every request
+    sources: dict[str, Source]  # the sources that need no user table, built once
+    popular: np.ndarray  # catalogue positions in stock, most chosen first (cold start)
 
     @classmethod
-    def load(cls, root: Path, history: Sequence[str] = ALL_SPLITS,
+    def load(cls, root: Path, store: OnlineStore | None = None,
              defaults: Path | None = DEFAULT_PARAMS) -> Recommender:  # fmt: skip
         """Assembles the recommender from a workspace folder (see WORKSPACE_PARTS).
 
         Args:
-            root: the folder holding params.yaml, data/prepared and models/.
-            history: the splits the recommender knows users by: all of them to serve, train and
-                val to score the test split.
+            root: the folder holding params.yaml and models/.
+            store: where users and their events are read; None: `serving.store` of the
+                workspace's params (a relative path is relative to the current folder).
             defaults: a params file (when it exists) filling keys the workspace's params.yaml
                 lacks, so a version packaged before a feature existed still loads.
+
+        Raises:
+            PackageError: models/package is missing or incomplete.
+            StoreError: the store is missing, unreadable, or of another pseudonym key.
         """
         fill = defaults if defaults is not None and defaults.is_file() else None
         cfg = load_config(root / PARAMS_FILE, defaults=fill)
-        prepared = read_prepared(root / PREPARED_DIR)
-        data = build_model_data(prepared, cfg.train)
+        package = load_package(root / PACKAGE_DIR)
+        data = package.model_data(cfg.train.history_len)
         models = load_sub_models(data, cfg.train.tags, root / MODELS_DIR)
         fusion = FittedFusion.load(root / FUSION_DIR)
         searcher = None
         if (root / SEARCH_DIR).is_dir():
-            searcher = load_searcher(root / SEARCH_DIR, models.ranking, data, models.retrieval,
-                                     history)  # fmt: skip
-        return cls.assemble(cfg, prepared, data, models, fusion, searcher, history)
+            searcher = Searcher.load(root / SEARCH_DIR, models.retrieval.items, None,
+                                     models.retrieval.item_index)  # fmt: skip
+        if store is None:
+            store = open_store(Path(cfg.serving.store))
+        return cls.assemble(cfg, package, models, fusion, searcher, store)
 
     @classmethod
-    def assemble(cls, cfg: Config, prepared: PreparedData, data: ModelData, models: SubModels,
-                 fusion: FittedFusion, searcher: Searcher | None,
-                 history: Sequence[str] = ALL_SPLITS) -> Recommender:  # fmt: skip
-        """The recommender from its parts, loaded or just trained; the sources are fitted on
-        `history` (see `load`), which `searcher` should know users by too."""
-        sources = fit_with_sub_models(cfg.fusion, data, list(history), models)
-        bought = purchases(prepared, data, list(history), np.arange(len(data.users)))
-        order = np.argsort(-sources.counts, kind="stable")
-        popular = order[data.catalog.in_stock[order]]
-        log.info("recommender: %d users, %d items, history %s, search %s", len(data.users),
-                 len(data.catalog), "+".join(history), "on" if searcher else "off")  # fmt: skip
-        return cls(cfg, data, sources, fusion, models.retrieval.items, bought, popular, searcher)
+    def assemble(cls, cfg: Config, package: Package, models: SubModels, fusion: FittedFusion,
+                 searcher: Searcher | None, store: OnlineStore) -> Recommender:  # fmt: skip
+        """The recommender from its parts, loaded or just trained.
+
+        Raises:
+            StoreError: the store's pseudonyms were made with another key than the model's user
+                vocabulary (every user would lose their id embedding).
+            PackageError: params name the ease source but the package has no EASE weights.
+        """
+        if store.key_check != package.key_check:
+            raise StoreError(
+                "the online store and the model were made with different pseudonym keys "
+                "(RECFUSION_PSEUDONYM_KEY or .recfusion/pseudonym.key): materialize the store "
+                "with the key the model was packaged with"
+            )
+        data = package.model_data(cfg.train.history_len)
+        if "ease" in cfg.fusion.sources and package.ease is None:
+            raise PackageError("the model was packaged without EASE weights but params name the "
+                               "ease source: run dvc repro (the package stage)")  # fmt: skip
+        make: dict[str, Callable[[], Source]] = {
+            "ease": lambda: EaseSource(data, np.asarray(package.ease)),
+            "popularity": lambda: PopularitySource(package.counts),
+            "category_popularity": lambda: CategoryPopularitySource(data, package.counts),
+            "content": lambda: ContentSource(data),
+        }
+        sources: dict[str, Source] = {n: make[n]() for n in cfg.fusion.sources if n in make}
+        order = np.argsort(-package.counts, kind="stable")
+        popular = order[package.catalog.in_stock[order]]
+        log.info("recommender: %d items, fitted on %s, search %s, store %s",
+                 len(package.catalog), "+".join(package.splits), "on" if searcher else "off",
+                 getattr(store, "path", store))  # fmt: skip
+        return cls(cfg, package, models, fusion, searcher, store, sources, popular)
 
     @property
     def max_k(self) -> int:
         return self.cfg.serving.max_k
+
+    def view(self, user_ids: Sequence[str]) -> UserView:
+        """What the store holds now about `user_ids` (distinct), as the models see it."""
+        tc = self.cfg.train
+        return user_view(self.package, tc.history_len, tc.positive_events, user_ids,
+                         self.store.lookup(user_ids))  # fmt: skip
 
     def recommend(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Answers a request table (module docstring) with one row per recommended item.
 
         Raises:
             RequestError: a malformed request.
+            StoreError: the online store cannot be read.
         """
         sc = self.cfg.serving
         requests = parse_requests(frame, self.max_k, sc.max_query_chars, sc.max_rows,
                                   sc.max_user_id_chars)  # fmt: skip
-        rows = self.data.users.positions([r.user_id for r in requests])
         searches = np.array([r.is_search for r in requests], dtype=bool)
         if searches.any() and self.searcher is None:
             n = int(np.flatnonzero(searches)[0])
             raise RequestError(f"row {n}: this model version was packaged without search; "
                                "send rows without a query or use a newer version")  # fmt: skip
+        if not requests:
+            return pd.DataFrame({c: [] for c in ANSWER_COLUMNS})
+        distinct = list(dict.fromkeys(r.user_id for r in requests))
+        view = self.view(distinct)
+        rows = view.data.users.positions([r.user_id for r in requests])
+        known = view.known[rows]
         answers: list[pd.DataFrame | None] = [None] * len(requests)
         for i in np.flatnonzero(searches):
-            answers[i] = self._search(requests[i], int(rows[i]))
-        known = np.flatnonzero((rows >= 0) & ~searches)
-        if len(known):
-            for slot, answer in zip(known, self._fused([requests[i] for i in known], rows[known]),
-                                    strict=True):  # fmt: skip
+            answers[i] = self._search(requests[i], int(rows[i]) if known[i] else -1, view)
+        fused = np.flatnonzero(known & ~searches)
+        if len(fused):
+            for slot, answer in zip(fused, self._fused([requests[i] for i in fused], rows[fused],
+                                                       view), strict=True):  # fmt: skip
                 answers[slot] = answer
-        for i in np.flatnonzero((rows < 0) & ~searches):
+        for i in np.flatnonzero(~known & ~searches):
             answers[i] = self._cold(requests[i])
-        if not answers:
-            return pd.DataFrame({c: [] for c in ANSWER_COLUMNS})
         return pd.concat(answers, ignore_index=True)
 
     def _excluded(self, request: Request) -> np.ndarray:
-        pos = self.data.catalog.positions(list(request.exclude))
+        pos = self.package.catalog.positions(list(request.exclude))
         return pos[pos >= 0]
 
-    def _fused(self, requests: list[Request], rows: np.ndarray) -> list[pd.DataFrame]:
+    def _fitted(self, view: UserView) -> FittedSources:
+        """The sources over the view's users: the shared ones, the two-tower source and the
+        sub-models' stacking features reading the view's user table and history."""
+        retrieval = self.models.retrieval
+        two_tower = TwoTowerSource(view.data, retrieval.encode, retrieval.items,
+                                   retrieval.item_index)  # fmt: skip
+        sources = [two_tower if n == "two_tower" else self.sources[n]
+                   for n in self.cfg.fusion.sources]  # fmt: skip
+        features = sub_model_scores(self.models.ranking, self.models.tags, view.data,
+                                    retrieval.encode, self.package.hour)(view.history)  # fmt: skip
+        return FittedSources(view.data, view.history, sources, self.package.counts,
+                             self.package.item_age_days, features)  # fmt: skip
+
+    def _fused(self, requests: list[Request], rows: np.ndarray,
+               view: UserView) -> list[pd.DataFrame]:  # fmt: skip
         fc = self.cfg.fusion
-        seen = self.sources.seen(rows)
+        fitted = self._fitted(view)
+        seen = fitted.seen(rows)
         exclude = [np.union1d(s, self._excluded(r)) for s, r in zip(seen, requests, strict=True)]
-        cands, extra = self.sources.candidates(rows, exclude, fc.per_source)
-        period = Period(self.sources.history, self.sources.sources, cands, [], extra)
+        cands, extra = fitted.candidates(rows, exclude, fc.per_source)
+        period = Period(fitted.history, fitted.sources, cands, [], extra)
         scores = method_scores(fc.method, period, self.fusion)
         k = max(r.k for r in requests)
-        top = rank_method(fc.method, period, self.fusion, fc, self.data, self.item_embeddings,
-                          [self.purchased[r] for r in rows], k, scores)  # fmt: skip
+        top = rank_method(fc.method, period, self.fusion, fc, view.data, self.models.retrieval.items,
+                          [view.purchased[r] for r in rows], k, scores)  # fmt: skip
         out = []
         for u, request in enumerate(requests):
             items = top[u, : request.k]
@@ -245,15 +350,18 @@ class Recommender:
             out.append(self._answer(request, items, scores[u, slots], why))
         return out
 
-    def _search(self, request: Request, row: int) -> pd.DataFrame:
+    def _search(self, request: Request, row: int, view: UserView) -> pd.DataFrame:
         assert self.searcher is not None  # checked by recommend()
-        items, scores, why = self.searcher.search(request.query, row, request.k,
-                                                  self._excluded(request))  # fmt: skip
+        personal = ranking_scorer(self.models.ranking, view.data, view.history.recent,
+                                  self.package.hour)  # fmt: skip
+        searcher = dataclasses.replace(self.searcher, personal=personal)
+        items, scores, why = searcher.search(request.query, row, request.k,
+                                             self._excluded(request))  # fmt: skip
         return self._answer(request, items, scores, why)
 
     def _cold(self, request: Request) -> pd.DataFrame:
         items = self.popular[~np.isin(self.popular, self._excluded(request))][: request.k]
-        scores = np.log1p(self.sources.counts[items].astype(np.float64))
+        scores = np.log1p(self.package.counts[items].astype(np.float64))
         return self._answer(request, items, scores, [REASONS["popularity"]] * len(items))
 
     def _answer(self, request: Request, items: np.ndarray, scores: np.ndarray,
@@ -261,7 +369,7 @@ class Recommender:
         return pd.DataFrame({
             "user_id": request.user_id,
             "rank": np.arange(1, len(items) + 1, dtype=np.int64),
-            "item_id": self.data.catalog.item_ids[items].astype(str),
+            "item_id": self.package.catalog.item_ids[items].astype(str),
             "score": np.asarray(scores, dtype=np.float64),
             "reason": why,
         }, columns=list(ANSWER_COLUMNS))  # fmt: skip

@@ -33,6 +33,7 @@ from recfusion.evaluation.metric_names import ordered, slice_label
 from recfusion.metrics.ranking import paired_bootstrap
 from recfusion.models.dataset import build_model_data, read_prepared
 from recfusion.paths import PREPARED_DIR, REPORTS_DIR
+from recfusion.privacy import pseudonym_key
 from recfusion.registry.gate import (
     Check,
     Decision,
@@ -48,6 +49,7 @@ from recfusion.serving.probe import probe
 from recfusion.serving.pyfunc import local_workspace
 from recfusion.serving.recommender import Recommender
 from recfusion.serving.scoring import Scores, TestSet, build_test_set, score_recommender
+from recfusion.serving.store import OnlineStore, prepared_store
 from recfusion.stages.entry import guarded, stage_config, stops_on
 
 log = logging.getLogger(__name__)
@@ -148,10 +150,10 @@ def carry_out(client: MlflowClient, rc: RegistryConfig, version: str, decision: 
         promote(client, name, version, "production", "passed the gate; auto_promote", uri)
 
 
-def load_version(uri: str, tmp: Path) -> Recommender:
-    """Downloads a registered recommender into `tmp` and assembles it knowing users by
-    EVAL_HISTORY (to score the test split)."""
-    return Recommender.load(local_workspace(uri, tmp), EVAL_HISTORY)
+def load_version(uri: str, tmp: Path, store: OnlineStore) -> Recommender:
+    """Downloads a registered recommender into `tmp` and assembles it reading users from
+    `store` (one knowing them by EVAL_HISTORY, to score the test split)."""
+    return Recommender.load(local_workspace(uri, tmp), store)
 
 
 def read_inputs(cfg: Config, tmp: Path, root: Path = ROOT) -> GateInputs:
@@ -175,11 +177,13 @@ def read_inputs(cfg: Config, tmp: Path, root: Path = ROOT) -> GateInputs:
     infra = probe(reg["registered_uri"], sample, g.sample_requests, env)
     log.info("gate: fresh-process check loads=%s answers=%s p95 %.1f ms", infra.loads,
              infra.answers, infra.latency_ms)  # fmt: skip
-    candidate = load_version(reg["registered_uri"], tmp / "candidate")
+    # both versions read the same users: every user, known by their train + validation events
+    store = prepared_store(prepared, EVAL_HISTORY, pseudonym_key(root), tmp / "store.sqlite")
+    candidate = load_version(reg["registered_uri"], tmp / "candidate", store)
     champion, champion_error = None, None
     if champion_version is not None:
         try:
-            champion = load_version(f"models:/{name}@production", tmp / "prod")
+            champion = load_version(f"models:/{name}@production", tmp / "prod", store)
         except (OSError, ValueError) as e:
             champion_error = not_rescored(champion_version, e)
     return GateInputs(reg, test, infra, candidate, champion_version, champion, champion_error)

@@ -2,7 +2,8 @@
 new version with alias `candidate`.
 
 Reads reports/metrics.json, reports/evaluation.html, reports/plots/, reports/validation/, dvc.lock
-and the recommender's files (params.yaml, data/prepared, models/). The run gets every param,
+and the recommender's files (params.yaml and models/: fitted state only, no data/prepared; MLflow
+runs the input example through the model, which reads the online store). The run gets every param,
 the evaluation's metrics, the lineage tags (git commit and dirty flag, dvc.lock hashes of data
 and models, data source and version, GX result, Prefect flow run id) and artifacts (the Data
 Docs zipped, the evaluation report and plots, the model card); the pyfunc model is logged with

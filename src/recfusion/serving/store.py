@@ -1,0 +1,199 @@
+"""The online store: what the packaged recommender knows about each user at request time.
+
+The model ships fitted state only (serving/package.py); who a user is and what they did lives
+here, keyed by user id, and is read at every request:
+
+- users: `user_id`, `pseudonym` (the keyed hash the model's user vocabulary holds, so the model
+  finds the user's id embedding without carrying ids), `gender`, `region`, `age_norm`;
+- events: `user_id`, `item_id`, `event_type`, `timestamp` (ns since the epoch, UTC), in arrival
+  order. The recommender derives the history, the "already has" set and the purchases from
+  them with the model's own rules (which event types are positive, how long a history is).
+
+The embedded default is one SQLite file (`serving.store`, default data/online/store.sqlite),
+written by the `materialize` stage from data/prepared and read by every serving process; a
+reader opens it read-only per lookup, so several worker processes share it.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from recfusion.models.dataset import PreparedData
+from recfusion.privacy import key_check, pseudonym
+
+FORMAT = 1
+USER_COLUMNS = ("user_id", "pseudonym", "gender", "region", "age_norm")
+EVENT_COLUMNS = ("user_id", "item_id", "event_type", "timestamp")
+LOOKUP_CHUNK = 500  # ids per SQL statement (SQLite's variable limit is far above)
+
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE users (user_id TEXT PRIMARY KEY, pseudonym TEXT NOT NULL, gender TEXT,
+                    region TEXT, age_norm REAL);
+CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL,
+                     item_id TEXT NOT NULL, event_type TEXT NOT NULL, timestamp INTEGER NOT NULL);
+CREATE INDEX events_by_user ON events (user_id, seq);
+"""
+
+
+class StoreError(ValueError):
+    """The online store is missing, unreadable, or was made with another pseudonym key."""
+
+
+@dataclass(frozen=True)
+class UserRecords:
+    """What the store holds about some users."""
+
+    users: pd.DataFrame  # USER_COLUMNS, one row per user the store has a row for
+    events: pd.DataFrame  # EVENT_COLUMNS, the users' events in arrival order
+
+
+@dataclass(frozen=True)
+class StoreContents:
+    """Everything to write into a new store."""
+
+    users: pd.DataFrame  # USER_COLUMNS
+    events: pd.DataFrame  # EVENT_COLUMNS, in arrival order
+    key_check: str  # serving.package.key_check of the key the pseudonyms were made with
+    source: str  # what the rows came from, e.g. "data/prepared: train+val+test"
+
+
+def user_rows(users: pd.DataFrame, key: bytes) -> pd.DataFrame:
+    """The store's users table from a prepared users table: the text values as the models read
+    them (`str()` of each cell, as models.inputs.build_users does) and the keyed pseudonym."""
+    age = users["age_norm"] if "age_norm" in users else pd.Series(np.nan, index=users.index)
+    ids = users["user_id"].astype(str)
+    return pd.DataFrame({
+        "user_id": ids.to_numpy(),
+        "pseudonym": [pseudonym(u, key) for u in ids],
+        "gender": users["gender"].astype(str).to_numpy(),
+        "region": users["region"].astype(str).to_numpy(),
+        "age_norm": pd.to_numeric(age, errors="coerce").to_numpy(dtype=np.float64),
+    }, columns=list(USER_COLUMNS))  # fmt: skip
+
+
+def event_rows(events: pd.DataFrame) -> pd.DataFrame:
+    """The store's events table from canonical event rows (their order kept)."""
+    ts = pd.to_datetime(events["timestamp"], utc=True)
+    return pd.DataFrame({
+        "user_id": events["user_id"].astype(str).to_numpy(),
+        "item_id": events["item_id"].astype(str).to_numpy(),
+        "event_type": events["event_type"].astype(str).to_numpy(),
+        "timestamp": ts.astype("int64").to_numpy(),
+    }, columns=list(EVENT_COLUMNS))  # fmt: skip
+
+
+def materialize(prepared: PreparedData, splits: Sequence[str], key: bytes) -> StoreContents:
+    """The store's contents from the prepared tables: every user, and the events of `splits` in
+    split order (train, then val, then test)."""
+    events = pd.concat([prepared.splits[s] for s in splits], ignore_index=True)
+    return StoreContents(user_rows(prepared.users, key), event_rows(events), key_check(key),
+                         f"data/prepared: {'+'.join(splits)}")  # fmt: skip
+
+
+def write_store(contents: StoreContents, path: Path) -> Path:
+    """Writes a new SQLite store at `path` (a temporary file renamed over it, so readers see the
+    old store or the new one, never half of one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    con = sqlite3.connect(tmp)
+    try:
+        con.executescript(SCHEMA)
+        meta = {"format": str(FORMAT), "key_check": contents.key_check, "source": contents.source}
+        con.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+        users = contents.users.astype(object).where(contents.users.notna(), None)
+        con.executemany(f"INSERT INTO users VALUES ({', '.join('?' * len(USER_COLUMNS))})",
+                        users[list(USER_COLUMNS)].itertuples(index=False, name=None))  # fmt: skip
+        con.executemany(
+            "INSERT INTO events (user_id, item_id, event_type, timestamp) VALUES (?, ?, ?, ?)",
+            zip(contents.events["user_id"].tolist(), contents.events["item_id"].tolist(),
+                contents.events["event_type"].tolist(), contents.events["timestamp"].tolist(),
+                strict=True),
+        )  # fmt: skip
+        con.commit()
+    finally:
+        con.close()
+    os.replace(tmp, path)
+    return path
+
+
+class OnlineStore(Protocol):
+    """What the recommender reads: the key check and the rows of some users."""
+
+    key_check: str
+
+    def lookup(self, user_ids: Sequence[str]) -> UserRecords: ...
+
+
+class SqliteStore:
+    """A read-only view of a SQLite store file; each lookup opens its own connection, so the
+    store can be used from several threads and processes at once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise StoreError(f"online store {self.path} does not exist: run `dvc repro` (the "
+                             "materialize stage writes it), or set serving.store")  # fmt: skip
+        try:
+            with self._connect() as con:
+                meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.Error as e:
+            raise StoreError(f"online store {self.path} is unreadable ({e}): run `dvc repro` "
+                             "to write it again") from e  # fmt: skip
+        if meta.get("format") != str(FORMAT):
+            raise StoreError(f"online store {self.path} has format {meta.get('format')!r}, this "
+                             f"recfusion reads {FORMAT}: run `dvc repro`")  # fmt: skip
+        self.key_check = meta.get("key_check", "")
+        self.source = meta.get("source", "")
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+
+    def lookup(self, user_ids: Sequence[str]) -> UserRecords:
+        """The rows of `user_ids` (unknown ids have none)."""
+        ids = list(dict.fromkeys(user_ids))
+        users, events = [], []
+        try:
+            con = self._connect()
+            try:
+                for start in range(0, len(ids), LOOKUP_CHUNK):
+                    chunk = ids[start : start + LOOKUP_CHUNK]
+                    marks = ", ".join("?" * len(chunk))
+                    users += con.execute(f"SELECT {', '.join(USER_COLUMNS)} FROM users "
+                                         f"WHERE user_id IN ({marks})", chunk).fetchall()  # fmt: skip
+                    events += con.execute(f"SELECT seq, {', '.join(EVENT_COLUMNS)} FROM events "
+                                          f"WHERE user_id IN ({marks})", chunk).fetchall()  # fmt: skip
+            finally:
+                con.close()
+        except sqlite3.Error as e:
+            raise StoreError(f"online store {self.path}: {e}") from e
+        events.sort(key=lambda row: row[0])  # arrival order
+        return UserRecords(
+            pd.DataFrame(users, columns=list(USER_COLUMNS)),
+            pd.DataFrame([row[1:] for row in events], columns=list(EVENT_COLUMNS)),
+        )
+
+
+def open_store(path: Path) -> SqliteStore:
+    """The store at `path` (serving.store).
+
+    Raises:
+        StoreError: it does not exist or cannot be read.
+    """
+    return SqliteStore(path)
+
+
+def prepared_store(prepared: PreparedData, splits: Sequence[str], key: bytes,
+                   path: Path) -> SqliteStore:  # fmt: skip
+    """A store at `path` knowing every user of `prepared` by the events of `splits` only: the
+    gate and `recfusion recommend --history` score a held-out split with it."""
+    return SqliteStore(write_store(materialize(prepared, splits, key), path))

@@ -1,0 +1,79 @@
+"""The online store (serving/store.py): what goes in comes out per user in arrival order, and a
+missing or foreign store is refused with a message that says what to run."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recfusion.privacy import key_check, pseudonym
+from recfusion.serving.store import (
+    StoreContents,
+    StoreError,
+    event_rows,
+    open_store,
+    user_rows,
+    write_store,
+)
+
+KEY = b"k"
+
+
+def contents() -> StoreContents:
+    users = pd.DataFrame({"user_id": ["a", "b"], "gender": ["F", None], "region": ["x", "y"],
+                          "age_norm": [0.5, np.nan]})  # fmt: skip
+    events = pd.DataFrame({
+        "user_id": ["a", "b", "a", "c"],
+        "item_id": ["i2", "i1", "i1", "i9"],
+        "event_type": ["click", "view", "purchase", "click"],
+        # a's second event is earlier in time but later in arrival: arrival order is kept
+        "timestamp": pd.to_datetime(["2026-01-02", "2026-01-01", "2026-01-01", "2026-01-03"]),
+    })  # fmt: skip
+    return StoreContents(user_rows(users, KEY), event_rows(events), key_check(KEY), "test")
+
+
+def test_lookup_returns_each_users_rows_in_arrival_order(tmp_path: Path) -> None:
+    store = open_store(write_store(contents(), tmp_path / "s.sqlite"))
+    assert store.key_check == key_check(KEY) and store.source == "test"
+    found = store.lookup(["a", "c", "nobody", "a"])
+    assert found.users["user_id"].tolist() == ["a"]  # c has events only; nobody has nothing
+    assert found.users["pseudonym"].tolist() == [pseudonym("a", KEY)]
+    assert found.users["age_norm"].tolist() == [0.5] and found.users["gender"].tolist() == ["F"]
+    assert found.events[["user_id", "item_id"]].values.tolist() == [
+        ["a", "i2"], ["a", "i1"], ["c", "i9"]]  # fmt: skip
+    assert found.events["timestamp"].iloc[0] == pd.Timestamp("2026-01-02", tz="UTC").value
+    # a missing demographic is kept as the models read it (str() of the cell, build_users)
+    b = store.lookup(["b"]).users
+    assert b["gender"].tolist() == ["None"] and np.isnan(b["age_norm"].astype(float).iloc[0])
+
+
+def test_a_new_store_replaces_the_old_one_for_open_readers(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    store = open_store(write_store(contents(), path))
+    more = contents()
+    extra = event_rows(pd.DataFrame({"user_id": ["a"], "item_id": ["i7"], "event_type": ["click"],
+                                     "timestamp": pd.to_datetime(["2026-02-01"])}))  # fmt: skip
+    write_store(StoreContents(more.users, pd.concat([more.events, extra]), more.key_check, "t"),
+                path)  # fmt: skip
+    assert store.lookup(["a"]).events["item_id"].tolist() == ["i2", "i1", "i7"]
+    assert not path.with_name(path.name + ".tmp").exists()
+
+
+def test_a_missing_or_foreign_file_is_refused_with_what_to_run(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=r"does not exist: run `dvc repro` \(the materialize"):
+        open_store(tmp_path / "none.sqlite")
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"not a database at all" * 10)
+    with pytest.raises(StoreError, match="unreadable"):
+        open_store(junk)
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as con:
+        con.execute("CREATE TABLE meta (key TEXT, value TEXT)")
+        con.execute("INSERT INTO meta VALUES ('format', '99')")
+    con.close()
+    with pytest.raises(StoreError, match="format '99'"):
+        open_store(other)
