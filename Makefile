@@ -16,13 +16,14 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export DO_NOT_TRACK ?= true
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: setup run test test-fast lint lock ui serve clean help
+.PHONY: setup run test test-fast lint lock ui serve serve-mlflow clean help
 
 # the UIs and the model server listen on loopback only
 HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
 PREFECT_PORT ?= 4200
 SERVE_PORT ?= 5001
+WORKERS ?= 1
 TRACKING_URI ?= sqlite:///mlflow.db
 
 help:
@@ -32,7 +33,8 @@ help:
 	@echo "make test-fast  the suite without the slow end-to-end tests"
 	@echo "make lint       ruff and mypy"
 	@echo "make ui         Prefect UI + deployments (http://127.0.0.1:4200) and MLflow UI (:5000)"
-	@echo "make serve      serve models:/recfusion@production on http://127.0.0.1:5001"
+	@echo "make serve      serve models:/recfusion@production on http://127.0.0.1:5001 (WORKERS=4: four processes)"
+	@echo "make serve-mlflow  the same model by mlflow models serve (no /events)"
 	@echo "make lock       re-resolve requirements.lock from pyproject.toml"
 
 setup: $(STAMP) $(VENV)/.path-hook $(PLOTS_TEMPLATE)
@@ -93,7 +95,11 @@ ui: setup
 	HOST=$(HOST) MLFLOW_PORT=$(MLFLOW_PORT) PREFECT_PORT=$(PREFECT_PORT) $(BIN)/python -m recfusion.orchestration.ui
 
 serve: setup
-	@echo "recfusion@production on http://$(HOST):$(SERVE_PORT)/invocations   (Ctrl-C stops it)"
+	@echo "recfusion@production on http://$(HOST):$(SERVE_PORT) (/invocations, /events, /health; Ctrl-C stops it)"
+	MLFLOW_TRACKING_URI=$(TRACKING_URI) $(BIN)/recfusion serve --model models:/recfusion@production --workers $(WORKERS) --host $(HOST) --port $(SERVE_PORT)
+
+serve-mlflow: setup
+	@echo "recfusion@production by MLflow's scoring server on http://$(HOST):$(SERVE_PORT)/invocations"
 	MLFLOW_TRACKING_URI=$(TRACKING_URI) $(BIN)/mlflow models serve -m models:/recfusion@production --env-manager local --host $(HOST) --port $(SERVE_PORT)
 
 lock: setup

@@ -9,6 +9,9 @@ recfusion recommend --user ID | --users FILE --k N [--model URI] [--out FILE]
                                             --history scores a held-out split offline
 recfusion search "QUERY" [--user ID] [--k N] [--model URI] [--out FILE]
                                             hybrid search, personalised when the user is known
+recfusion serve [--model URI] [--workers N] [--port 5001]
+                                            the HTTP server: /invocations, /events, /health
+recfusion events FILE                       append fresh events (JSON lines) to the online store
 recfusion registry list | history           registered versions; every alias move
 recfusion registry promote VERSION --to staging|production [--force --reason R]
 recfusion registry rollback [--reason R]    put the previous production version back
@@ -153,6 +156,49 @@ def _search(args: argparse.Namespace) -> int:
     return _write_answer(load_model(args.model, args.params).predict(request), args.out, out_format)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+
+    from recfusion.serving.app import MODEL_ENV, PARAMS_ENV, load_served
+
+    if args.workers < 1:
+        raise ValueError(f"--workers {args.workers}: give at least 1")
+    os.environ[MODEL_ENV] = args.model
+    os.environ[PARAMS_ENV] = str(args.params.resolve())
+    load_served(args.model, args.params.resolve())  # fails here, once, on a missing model/store
+    sys.stderr.write(f"serving {args.model} on http://{args.host}:{args.port} with "
+                     f"{args.workers} worker(s)\n")  # fmt: skip
+    uvicorn.run("recfusion.serving.app:create_app", factory=True, host=args.host,
+                port=args.port, workers=args.workers, log_level="warning")  # fmt: skip
+    return 0
+
+
+def _events(args: argparse.Namespace) -> int:
+    from recfusion.serving.events import EVENT_LOG_DIR, EventRules, append_to_log, check_events
+    from recfusion.serving.events_file import read_events
+    from recfusion.serving.package import PACKAGE_DIR, load_package
+    from recfusion.serving.store import open_store
+
+    project = args.params.resolve().parent
+    cfg = load_config(args.params)
+    rules = EventRules.of(cfg, load_package(project / PACKAGE_DIR).catalog.item_ids.tolist())
+    table = check_events(read_events(args.file), rules, pd.Timestamp.now(tz="UTC"))
+    store = open_store(project / cfg.serving.store)
+    written: list[Path] = []
+    try:
+        store.append(table, then=lambda: written.extend(append_to_log(table,
+                                                                      project / EVENT_LOG_DIR)))  # fmt: skip
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    sys.stdout.write(f"{len(table)} events appended to {store.path} and the event log "
+                     f"({', '.join(str(p.relative_to(project)) for p in written)})\n")  # fmt: skip
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recfusion", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -198,6 +244,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
     p.set_defaults(func=_search)
+    p = sub.add_parser("serve", help="the HTTP server: recommendations, search, /events, /health")
+    p.add_argument("--model", default="models:/recfusion@production",
+                   help="an MLflow model URI, or 'workspace' (this checkout's pipeline outputs)")  # fmt: skip
+    p.add_argument("--workers", type=int, default=1, help="worker processes sharing the store")
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (loopback)")
+    p.add_argument("--port", type=int, default=5001)
+    p.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
+    p.set_defaults(func=_serve)
+    p = sub.add_parser("events", help="append fresh events to the online store and event log")
+    p.add_argument("file", type=Path,
+                   help="events as JSON lines (one object per line) or one JSON list")  # fmt: skip
+    p.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
+    p.set_defaults(func=_events)
     p = sub.add_parser("registry", help="the model registry: list, history, promote, rollback")
     p.add_argument("action", choices=["list", "history", "promote", "rollback"])
     p.add_argument("version", nargs="?", help="promote: the version")

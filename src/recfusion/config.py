@@ -296,6 +296,7 @@ class ServingConfig:
     max_rows: int  # most rows (lists) one request may hold
     max_user_id_chars: int  # longest user id a request may send
     store: str  # the online store: a SQLite file (relative to the folder the server runs in)
+    max_body_bytes: int  # largest HTTP request body `recfusion serve` reads (413 above)
 
 
 @dataclass(frozen=True)
@@ -443,6 +444,7 @@ RANGES: dict[str, Bound] = {
     "serving.max_query_chars": AT_LEAST_1,
     "serving.max_rows": AT_LEAST_1,
     "serving.max_user_id_chars": AT_LEAST_1,
+    "serving.max_body_bytes": AT_LEAST_1,
 }
 
 

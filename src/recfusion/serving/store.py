@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -33,6 +33,7 @@ FORMAT = 1
 USER_COLUMNS = ("user_id", "pseudonym", "gender", "region", "age_norm")
 EVENT_COLUMNS = ("user_id", "item_id", "event_type", "timestamp")
 LOOKUP_CHUNK = 500  # ids per SQL statement (SQLite's variable limit is far above)
+WRITE_TIMEOUT_S = 10.0  # how long a writer waits for another to finish
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -135,8 +136,8 @@ class OnlineStore(Protocol):
 
 
 class SqliteStore:
-    """A read-only view of a SQLite store file; each lookup opens its own connection, so the
-    store can be used from several threads and processes at once."""
+    """A SQLite store file; each lookup or append opens its own connection, so the store can be
+    used from several threads and processes at once (a reader waits while a batch is written)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -156,7 +157,36 @@ class SqliteStore:
         self.source = meta.get("source", "")
 
     def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False,
+                               timeout=WRITE_TIMEOUT_S)  # fmt: skip
+
+    def append(self, events: pd.DataFrame, then: Callable[[], object] | None = None) -> int:
+        """Appends canonical event rows (their order kept) in one transaction and returns how
+        many; `then` runs inside it (e.g. writing the event log), so when it fails nothing is
+        appended, and when the commit fails its effect should be undone by the caller.
+
+        Raises:
+            StoreError: the store cannot be written (locked longer than WRITE_TIMEOUT_S, a
+                read-only file, a full disk).
+        """
+        rows = event_rows(events)
+        try:
+            con = sqlite3.connect(self.path, timeout=WRITE_TIMEOUT_S)
+            try:
+                with con:  # commits, or rolls back on any error
+                    con.executemany(
+                        "INSERT INTO events (user_id, item_id, event_type, timestamp) "
+                        "VALUES (?, ?, ?, ?)",
+                        zip(rows["user_id"].tolist(), rows["item_id"].tolist(),
+                            rows["event_type"].tolist(), rows["timestamp"].tolist(), strict=True),
+                    )  # fmt: skip
+                    if then is not None:
+                        then()
+            finally:
+                con.close()
+        except sqlite3.Error as e:
+            raise StoreError(f"online store {self.path} could not take the events: {e}") from e
+        return len(rows)
 
     def lookup(self, user_ids: Sequence[str]) -> UserRecords:
         """The rows of `user_ids` (unknown ids have none)."""
