@@ -12,6 +12,8 @@ recfusion search "QUERY" [--user ID] [--k N] [--model URI] [--out FILE]
 recfusion serve [--model URI] [--workers N] [--port 5001]
                                             the HTTP server: /invocations, /events, /health
 recfusion events FILE                       append fresh events (JSON lines) to the online store
+recfusion forget USER_ID                    remove a user from the store, the event log and
+                                            (at the next ingest) the training data
 recfusion registry list | history           registered versions; every alias move
 recfusion registry promote VERSION --to staging|production [--force --reason R]
 recfusion registry rollback [--reason R]    put the previous production version back
@@ -199,6 +201,24 @@ def _events(args: argparse.Namespace) -> int:
     return 0
 
 
+def _forget(args: argparse.Namespace) -> int:
+    from recfusion.data.forget import FORGET_FILE
+    from recfusion.privacy import pseudonym_key
+    from recfusion.serving.events import EVENT_LOG_DIR
+    from recfusion.serving.forget import forget_user
+    from recfusion.serving.store import open_store
+
+    if not args.user_id.strip():
+        raise ValueError("give the user id to forget: recfusion forget USER_ID")
+    project = args.params.resolve().parent
+    cfg = load_config(args.params)
+    store = open_store(project / cfg.serving.store)
+    done = forget_user(args.user_id.strip(), store, project / EVENT_LOG_DIR,
+                       project / FORGET_FILE, pseudonym_key(project))  # fmt: skip
+    sys.stdout.write(done.report(FORGET_FILE) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recfusion", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -257,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="events as JSON lines (one object per line) or one JSON list")  # fmt: skip
     p.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
     p.set_defaults(func=_events)
+    p = sub.add_parser("forget", help="remove a user from the online store and the event log, "
+                                      "and from the training data at the next ingest")  # fmt: skip
+    p.add_argument("user_id")
+    p.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
+    p.set_defaults(func=_forget)
     p = sub.add_parser("registry", help="the model registry: list, history, promote, rollback")
     p.add_argument("action", choices=["list", "history", "promote", "rollback"])
     p.add_argument("version", nargs="?", help="promote: the version")

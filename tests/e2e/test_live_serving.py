@@ -152,3 +152,20 @@ def test_bad_requests_and_events_get_a_4xx_and_write_nothing(server) -> None:
                     + "\n")  # fmt: skip
     said = sh([str(BIN / "recfusion"), "events", str(path)], dest, env)
     assert "1 events appended" in said and stored() == count + 1
+
+
+def test_forget_removes_a_user_while_the_server_runs(server) -> None:
+    url, dest, env = server
+    item = str(pd.read_parquet(dest / "data/prepared/items.parquet")["item_id"].iloc[1])
+    who = "shopper-who-leaves"
+    assert post(f"{url}/events", {"events": [{"user_id": who, "item_id": item,
+                                              "event_type": "click"}]})[0] == 200  # fmt: skip
+    assert set(recommend(url, [who])["reason"]) != {"popular right now"}
+    said = sh([str(BIN / "recfusion"), "forget", who], dest, env)
+    assert "1 event(s) removed" in said and "1 row(s) removed from 1 file(s)" in said, said
+    # the next answer knows nothing of them: the popular list, as for a stranger
+    assert set(recommend(url, [who])["reason"]) == {"popular right now"}
+    logged = pd.concat([pd.read_parquet(p) for p in (dest / "data/live/events").rglob("*.parquet")])
+    assert who not in set(logged["user_id"])
+    listed = (dest / "data/forget/forgotten.txt").read_text()
+    assert who not in listed and listed.count("user-") == 1

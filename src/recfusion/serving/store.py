@@ -188,6 +188,26 @@ class SqliteStore:
             raise StoreError(f"online store {self.path} could not take the events: {e}") from e
         return len(rows)
 
+    def forget(self, user_id: str) -> tuple[int, int]:
+        """Deletes the user's row and events: (user rows, events) deleted.
+
+        Raises:
+            StoreError: the store cannot be written.
+        """
+        try:
+            con = sqlite3.connect(self.path, timeout=WRITE_TIMEOUT_S)
+            try:
+                with con:
+                    users = con.execute("DELETE FROM users WHERE user_id = ?", (user_id,)).rowcount
+                    events = con.execute("DELETE FROM events WHERE user_id = ?",
+                                         (user_id,)).rowcount  # fmt: skip
+                con.execute("VACUUM")  # the deleted rows' bytes leave the file too
+            finally:
+                con.close()
+        except sqlite3.Error as e:
+            raise StoreError(f"online store {self.path} could not forget the user: {e}") from e
+        return users, events
+
     def lookup(self, user_ids: Sequence[str]) -> UserRecords:
         """The rows of `user_ids` (unknown ids have none)."""
         ids = list(dict.fromkeys(user_ids))

@@ -1,9 +1,11 @@
 """Stage `ingest`: the configured source writes the canonical tables to data/raw/ (Parquet).
 
 Reads the configured source (`ingest.source`): the synthetic generator, or MovieLens or the
-user's files under data/external/. Writes data/raw/{users,items,events,queries}.parquet and
-data/raw/source.json (which source, its parameters and the row counts), the record later stages
-and lineage tags read.
+user's files under data/external/; drops every row of the users listed in
+data/forget/forgotten.txt (`recfusion forget`, data/forget.py). Writes
+data/raw/{users,items,events,queries}.parquet and data/raw/source.json (which source, its
+parameters, the row counts and how many rows of forgotten users were dropped), the record later
+stages and lineage tags read.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from pathlib import Path
 import pandas as pd
 
 from recfusion.config import Config
+from recfusion.data.forget import FORGET_FILE, drop_forgotten, read_forgotten
 from recfusion.data.io import write_json, write_table
 from recfusion.data.schema import TABLES
 from recfusion.data.sources import load_source
 from recfusion.paths import RAW_DIR
+from recfusion.privacy import pseudonym_key
 from recfusion.stages.entry import guarded, stage_config
 
 log = logging.getLogger(__name__)
@@ -42,15 +46,18 @@ def read_inputs(cfg: Config, progress: bool = True) -> dict[str, pd.DataFrame]:
     return load_source(cfg.ingest, cfg.seed, progress=progress)
 
 
-def run(cfg: Config, tables: dict[str, pd.DataFrame]) -> Ingested:
-    """The tables as they are, with a description of the source (name, parameters, row
-    counts)."""
+def run(cfg: Config, tables: dict[str, pd.DataFrame], forgotten: frozenset[str] = frozenset(),
+        key: bytes = b"") -> Ingested:  # fmt: skip
+    """The tables without the rows of `forgotten` users (pseudonyms made with `key`), with a
+    description of the source (name, parameters, row counts, rows dropped)."""
+    tables, dropped = drop_forgotten(tables, forgotten, key)
     source_params = dataclasses.asdict(getattr(cfg.ingest, cfg.ingest.source))
     info = {
         "source": cfg.ingest.source,
         "params": source_params,
         "seed": cfg.seed,
         "rows": {name: len(tables[name]) for name in TABLES},
+        "forgotten": {"users_listed": len(forgotten), "rows_dropped": dropped},
     }
     return Ingested(tables, info)
 
@@ -65,7 +72,9 @@ def write_outputs(ingested: Ingested, out_dir: Path = RAW_DIR) -> None:
 def main(argv: list[str] | None = None) -> int:
     cfg = stage_config(__doc__, argv)
     progress = sys.stderr.isatty() or cfg.ingest.source == "synthetic"
-    ingested = run(cfg, read_inputs(cfg, progress))
+    forgotten = read_forgotten(FORGET_FILE)
+    ingested = run(cfg, read_inputs(cfg, progress), forgotten,
+                   pseudonym_key() if forgotten else b"")  # fmt: skip
     write_outputs(ingested)
     log.info("ingest: wrote %s to %s", ingested.info["rows"], RAW_DIR)
     return 0
