@@ -77,3 +77,23 @@ def test_a_missing_or_foreign_file_is_refused_with_what_to_run(tmp_path: Path) -
     con.close()
     with pytest.raises(StoreError, match="format '99'"):
         open_store(other)
+
+
+def test_materialize_replays_the_event_log_after_the_prepared_events(tmp_path: Path) -> None:
+    from recfusion.models.dataset import PreparedData
+    from recfusion.serving.events import append_to_log, read_log
+    from recfusion.serving.store import materialize
+
+    split = lambda users: pd.DataFrame({  # noqa: E731
+        "user_id": users, "item_id": "i1", "event_type": "click",
+        "timestamp": pd.Timestamp("2026-01-01")})  # fmt: skip
+    prepared = PreparedData({"train": split(["a"]), "val": split(["b"]), "test": split(["c"])},
+                            pd.DataFrame({"user_id": ["a"], "gender": "F", "region": "x"}),
+                            pd.DataFrame(), None)  # type: ignore[arg-type]  # fmt: skip
+    assert read_log(tmp_path / "none").empty
+    live = split(["d", "e"]).assign(timestamp=pd.Timestamp("2026-02-01", tz="UTC"))
+    append_to_log(live.iloc[:1], tmp_path / "log")
+    append_to_log(live.iloc[1:], tmp_path / "log")
+    got = materialize(prepared, ("train", "val", "test"), KEY, read_log(tmp_path / "log"))
+    assert got.events["user_id"].tolist() == ["a", "b", "c", "d", "e"]
+    assert "event log: 2 events" in got.source

@@ -159,3 +159,12 @@ def append_to_log(events: pd.DataFrame, folder: Path = EVENT_LOG_DIR) -> list[Pa
         tmp.replace(target)
         written.append(target)
     return written
+
+
+def read_log(folder: Path = EVENT_LOG_DIR) -> pd.DataFrame:
+    """Every event in the log, in arrival order (batch files are named by their arrival time),
+    with the canonical columns; an empty table when there is no log."""
+    files = sorted(folder.glob("day=*/*.parquet"), key=lambda p: (p.name, p.parent.name))
+    if not files:
+        return pd.DataFrame({c: [] for c in FIELDS})
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)

@@ -92,12 +92,18 @@ def event_rows(events: pd.DataFrame) -> pd.DataFrame:
     }, columns=list(EVENT_COLUMNS))  # fmt: skip
 
 
-def materialize(prepared: PreparedData, splits: Sequence[str], key: bytes) -> StoreContents:
+def materialize(prepared: PreparedData, splits: Sequence[str], key: bytes,
+                live: pd.DataFrame | None = None) -> StoreContents:  # fmt: skip
     """The store's contents from the prepared tables: every user, and the events of `splits` in
-    split order (train, then val, then test)."""
-    events = pd.concat([prepared.splits[s] for s in splits], ignore_index=True)
-    return StoreContents(user_rows(prepared.users, key), event_rows(events), key_check(key),
-                         f"data/prepared: {'+'.join(splits)}")  # fmt: skip
+    split order (train, then val, then test), then the `live` events (the event log's, which
+    arrived after the prepared data was made) in arrival order."""
+    parts = [prepared.splits[s] for s in splits]
+    source = f"data/prepared: {'+'.join(splits)}"
+    if live is not None and len(live):
+        parts.append(live)
+        source += f", event log: {len(live)} events"
+    events = pd.concat([event_rows(p) for p in parts], ignore_index=True)
+    return StoreContents(user_rows(prepared.users, key), events, key_check(key), source)
 
 
 def write_store(contents: StoreContents, path: Path) -> Path:
