@@ -178,7 +178,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _events(args: argparse.Namespace) -> int:
-    from recfusion.serving.events import EVENT_LOG_DIR, EventRules, append_to_log, check_events
+    from recfusion.serving.app import append_events
+    from recfusion.serving.events import EVENT_LOG_DIR, EventRules, check_events
     from recfusion.serving.events_file import read_events
     from recfusion.serving.package import PACKAGE_DIR, load_package
     from recfusion.serving.store import open_store
@@ -188,16 +189,9 @@ def _events(args: argparse.Namespace) -> int:
     rules = EventRules.of(cfg, load_package(project / PACKAGE_DIR).catalog.item_ids.tolist())
     table = check_events(read_events(args.file), rules, pd.Timestamp.now(tz="UTC"))
     store = open_store(project / cfg.serving.store)
-    written: list[Path] = []
-    try:
-        store.append(table, then=lambda: written.extend(append_to_log(table,
-                                                                      project / EVENT_LOG_DIR)))  # fmt: skip
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
+    append_events(store, table, project / EVENT_LOG_DIR)
     sys.stdout.write(f"{len(table)} events appended to {store.path} and the event log "
-                     f"({', '.join(str(p.relative_to(project)) for p in written)})\n")  # fmt: skip
+                     f"({EVENT_LOG_DIR})\n")  # fmt: skip
     return 0
 
 

@@ -18,7 +18,10 @@ from pathlib import Path
 KEY_ENV = "RECFUSION_PSEUDONYM_KEY"
 KEY_FILE = Path(".recfusion/pseudonym.key")
 PREFIX = "user-"
-DIGITS = 12  # hex digits kept: 48 bits, no collision in any shop's user count worth worrying
+DIGITS = 12  # hex digits kept in what people read: 48 bits, short enough to compare by eye
+KEY_DIGITS = 32  # hex digits of a pseudonym used as a key (model vocabulary, store, forget list):
+# 128 bits, so two of a shop's users never share one (48 bits would, with odds of 1 in 140 at
+# 2 million users)
 
 
 def pseudonym_key(root: Path = Path(".")) -> bytes:
@@ -39,10 +42,15 @@ def pseudonym_key(root: Path = Path(".")) -> bytes:
     return path.read_text(encoding="utf-8").strip().encode("utf-8")
 
 
-def pseudonym(user_id: str, key: bytes) -> str:
-    """`user-` and the first DIGITS hex digits of HMAC-SHA-256(key, user_id)."""
+def pseudonym(user_id: str, key: bytes, digits: int = DIGITS) -> str:
+    """`user-` and the first `digits` hex digits of HMAC-SHA-256(key, user_id)."""
     digest = hmac.new(key, str(user_id).encode("utf-8"), hashlib.sha256).hexdigest()
-    return PREFIX + digest[:DIGITS]
+    return PREFIX + digest[:digits]
+
+
+def key_pseudonym(user_id: str, key: bytes) -> str:
+    """The pseudonym that stands for a user where it is matched, not read: KEY_DIGITS long."""
+    return pseudonym(user_id, key, KEY_DIGITS)
 
 
 KEY_CHECK_TEXT = "recfusion: key check"

@@ -9,7 +9,7 @@ import pandas as pd
 
 from recfusion.config import load_config
 from recfusion.data.forget import add_forgotten, drop_forgotten, read_forgotten
-from recfusion.privacy import key_check, pseudonym
+from recfusion.privacy import key_check, key_pseudonym
 from recfusion.serving.events import append_to_log
 from recfusion.serving.forget import forget_user
 from recfusion.serving.store import StoreContents, event_rows, open_store, user_rows, write_store
@@ -42,7 +42,7 @@ def test_forget_removes_the_user_from_store_and_log_and_lists_a_pseudonym(tmp_pa
     assert left.users["user_id"].tolist() == ["stays"] and set(left.events["user_id"]) == {"stays"}
     assert not only_gone[0].exists()
     assert pd.read_parquet(mixed[0])["user_id"].tolist() == ["stays"]
-    assert read_forgotten(forget_file) == {pseudonym("gone", KEY)}
+    assert read_forgotten(forget_file) == {key_pseudonym("gone", KEY)}
     assert "gone" not in forget_file.read_text()
     again = forget_user("gone", open_store(path), log_dir, forget_file, KEY)
     assert not again.newly_listed and again.store_events == 0 and again.log_rows == 0
@@ -57,7 +57,7 @@ def test_ingest_drops_every_row_of_a_forgotten_user(tmp_path: Path) -> None:
         "queries": pd.DataFrame({"user_id": ["a", None], "query": ["x", "y"]}),
     }
     file = tmp_path / "f.txt"
-    add_forgotten([pseudonym("a", KEY)], file)
+    add_forgotten([key_pseudonym("a", KEY)], file)
     got = ingest.run(cfg, tables, read_forgotten(file), KEY)
     assert got.tables["users"]["user_id"].tolist() == ["b"]
     assert got.tables["events"]["user_id"].tolist() == ["b"]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recfusion.privacy import key_check, pseudonym
+from recfusion.privacy import key_check, key_pseudonym
 from recfusion.serving.store import (
     StoreContents,
     StoreError,
@@ -41,7 +41,7 @@ def test_lookup_returns_each_users_rows_in_arrival_order(tmp_path: Path) -> None
     assert store.key_check == key_check(KEY) and store.source == "test"
     found = store.lookup(["a", "c", "nobody", "a"])
     assert found.users["user_id"].tolist() == ["a"]  # c has events only; nobody has nothing
-    assert found.users["pseudonym"].tolist() == [pseudonym("a", KEY)]
+    assert found.users["pseudonym"].tolist() == [key_pseudonym("a", KEY)]
     assert found.users["age_norm"].tolist() == [0.5] and found.users["gender"].tolist() == ["F"]
     assert found.events[["user_id", "item_id"]].values.tolist() == [
         ["a", "i2"], ["a", "i1"], ["c", "i9"]]  # fmt: skip
@@ -60,7 +60,7 @@ def test_a_new_store_replaces_the_old_one_for_open_readers(tmp_path: Path) -> No
     write_store(StoreContents(more.users, pd.concat([more.events, extra]), more.key_check, "t"),
                 path)  # fmt: skip
     assert store.lookup(["a"]).events["item_id"].tolist() == ["i2", "i1", "i7"]
-    assert not path.with_name(path.name + ".tmp").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["s.sqlite"]  # refilled in place
 
 
 def test_a_missing_or_foreign_file_is_refused_with_what_to_run(tmp_path: Path) -> None:
@@ -70,6 +70,8 @@ def test_a_missing_or_foreign_file_is_refused_with_what_to_run(tmp_path: Path) -
     junk.write_bytes(b"not a database at all" * 10)
     with pytest.raises(StoreError, match="unreadable"):
         open_store(junk)
+    with pytest.raises(StoreError, match="could not be written"):
+        write_store(contents(), junk)
     other = tmp_path / "other.sqlite"
     with sqlite3.connect(other) as con:
         con.execute("CREATE TABLE meta (key TEXT, value TEXT)")
@@ -79,7 +81,7 @@ def test_a_missing_or_foreign_file_is_refused_with_what_to_run(tmp_path: Path) -
         open_store(other)
 
 
-def test_materialize_replays_the_event_log_after_the_prepared_events(tmp_path: Path) -> None:
+def test_a_refill_keeps_the_event_log_and_readers_see_old_or_new(tmp_path: Path) -> None:
     from recfusion.models.dataset import PreparedData
     from recfusion.serving.events import append_to_log, read_log
     from recfusion.serving.store import materialize
@@ -94,6 +96,18 @@ def test_materialize_replays_the_event_log_after_the_prepared_events(tmp_path: P
     live = split(["d", "e"]).assign(timestamp=pd.Timestamp("2026-02-01", tz="UTC"))
     append_to_log(live.iloc[:1], tmp_path / "log")
     append_to_log(live.iloc[1:], tmp_path / "log")
-    got = materialize(prepared, ("train", "val", "test"), KEY, read_log(tmp_path / "log"))
+    path = tmp_path / "s.sqlite"
+    store = open_store(write_store(contents(), path))  # an older store, open in a reader
+    write_store(materialize(prepared, ("train", "val", "test"), KEY), path,
+                lambda: read_log(tmp_path / "log"))  # fmt: skip
+    got = store.lookup(["a", "b", "c", "d", "e"])  # the open reader sees the refilled file
     assert got.events["user_id"].tolist() == ["a", "b", "c", "d", "e"]
-    assert "event log: 2 events" in got.source
+    assert "event log: 2 events" in open_store(path).source
+
+    # a refill that fails half-way leaves the old contents
+    def broken() -> pd.DataFrame:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        write_store(contents(), path, broken)
+    assert store.lookup(["e"]).events["user_id"].tolist() == ["e"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from recfusion.privacy import pseudonym
+from recfusion.privacy import key_pseudonym
 
 FORGET_FILE = Path("data/forget/forgotten.txt")
 HEADER = ("# users who asked to be forgotten, as keyed pseudonyms (recfusion.privacy), one per "
@@ -57,7 +57,7 @@ def drop_forgotten(tables: dict[str, pd.DataFrame], forgotten: frozenset[str], k
             continue
         ids = table["user_id"]
         distinct = ids.dropna().astype(str).unique()
-        gone = {u for u in distinct if pseudonym(u, key) in forgotten}
+        gone = {u for u in distinct if key_pseudonym(u, key) in forgotten}
         mask = ids.astype(str).isin(gone) & ids.notna()
         out[name] = table[~mask].reset_index(drop=True)
         dropped[name] = int(mask.sum())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -39,10 +40,13 @@ class Vocab:
         """Embedding rows needed: the values plus index 0."""
         return len(self.values) + 1
 
+    @cached_property
+    def _index(self) -> pd.Index:
+        return pd.Index(self.values)  # built once: a served request looks up a few values
+
     def lookup(self, values: Iterable[object]) -> np.ndarray:
-        index = pd.Index(self.values)
-        pos = index.get_indexer(pd.Index([str(v) if v is not None else "" for v in values]))
-        return (pos + 1).astype(np.int32)  # get_indexer gives -1 for unknown -> 0
+        wanted = pd.Index([str(v) if v is not None else "" for v in values])
+        return (self._index.get_indexer(wanted) + 1).astype(np.int32)  # -1 (unknown) -> 0
 
 
 @dataclass(frozen=True)
@@ -80,9 +84,13 @@ class ItemTable:
     def __len__(self) -> int:
         return len(self.item_ids)
 
+    @cached_property
+    def _index(self) -> pd.Index:
+        return pd.Index(self.item_ids)  # built once: a served request looks up a few ids
+
     def positions(self, item_ids: Iterable[object]) -> np.ndarray:
         """Catalogue positions of `item_ids`; -1 for unknown ids."""
-        return pd.Index(self.item_ids).get_indexer(pd.Index(list(item_ids))).astype(np.int64)
+        return self._index.get_indexer(pd.Index(list(item_ids))).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -96,9 +104,13 @@ class UserTable:
     def __len__(self) -> int:
         return len(self.user_ids)
 
+    @cached_property
+    def _index(self) -> pd.Index:
+        return pd.Index(self.user_ids)
+
     def positions(self, user_ids: Iterable[object]) -> np.ndarray:
         """Rows of `user_ids`; -1 for unknown ids."""
-        return pd.Index(self.user_ids).get_indexer(pd.Index(list(user_ids))).astype(np.int64)
+        return self._index.get_indexer(pd.Index(list(user_ids))).astype(np.int64)
 
 
 def build_catalog(items: pd.DataFrame, vocab: Vocabularies, max_tokens: int) -> ItemTable:

@@ -9,8 +9,8 @@ reading and writing the same online store.
     GET  /health       -> {"status": "ok", "model": ..., "items": n, "store": ...}
 
 An accepted batch of events is in the store when the answer returns: the user's next request
-reads it. Every error is a 4xx with {"error": message} that names the row and field and never
-echoes the request: 415 for a body that is not `application/json`, 413 for one over
+reads it. Every error is a 4xx with {"error": message} that names the row and field (showing
+at most a 40-character prefix of a bad value, never the request): 415 for a body that is not `application/json`, 413 for one over
 `serving.max_body_bytes`, 400 for JSON that does not parse or nests too deep, or a bad row. 503 says the
 store cannot be read or written (the server's fault; try again), 500 is a bug.
 
@@ -35,6 +35,7 @@ from typing import Any
 import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from recfusion.config import load_config
 from recfusion.serving.events import (
@@ -128,6 +129,24 @@ async def json_body(request: Request, max_bytes: int) -> Any:
         raise BadBody(400, "the body is not valid JSON") from e
 
 
+def append_events(store: SqliteStore, table: pd.DataFrame, log_dir: Path) -> int:
+    """Appends checked events to the store and the event log, all or nothing: the log is written
+    inside the store's transaction; a failure rolls the store back and removes the log's files.
+
+    Raises:
+        StoreError: either could not take them (the message says which; nothing was written).
+    """
+    written: list[Path] = []
+    try:
+        return store.append(table, then=lambda: written.extend(append_to_log(table, log_dir)))
+    except Exception as e:
+        for path in written:  # written, then the commit failed: the store took nothing
+            path.unlink(missing_ok=True)
+        if isinstance(e, StoreError):
+            raise
+        raise StoreError(f"the event log could not take the events: {e}") from e
+
+
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
@@ -143,6 +162,11 @@ def create_app(served: Served | Callable[[], Served] | None = None) -> FastAPI:
         served = served()
     s: Served = served
     lock = threading.Lock()  # one request at a time per worker: workers give the parallelism
+
+    def locked(fn: Callable[..., Any], *args: Any) -> Any:
+        with lock:
+            return fn(*args)
+
     app = FastAPI(title="recfusion", version="1",
                   description=__doc__.split("\n\n")[0])  # fmt: skip
 
@@ -177,8 +201,8 @@ def create_app(served: Served | Callable[[], Served] | None = None) -> FastAPI:
             return Response(b'{"predictions": []}', media_type="application/json")
         frame = pd.DataFrame(records, dtype=object)
         try:
-            with lock:
-                answer = s.recommender.recommend(frame)
+            # blocking work (models, the store) runs off the event loop, one request at a time
+            answer = await run_in_threadpool(locked, s.recommender.recommend, frame)
         except RequestError as e:
             return _error(400, str(e))
         rows = answer.to_json(orient="records")
@@ -194,13 +218,7 @@ def create_app(served: Served | Callable[[], Served] | None = None) -> FastAPI:
             table = check_events(body["events"], s.rules, pd.Timestamp.now(tz="UTC"))
         except EventError as e:
             return _error(400, str(e))
-        written: list[Path] = []
-        try:
-            s.store.append(table, then=lambda: written.extend(append_to_log(table, s.log_dir)))
-        except (StoreError, OSError) as e:
-            for path in written:  # the store took nothing: neither does the log
-                path.unlink(missing_ok=True)
-            raise StoreError(str(e)) from e
+        await run_in_threadpool(append_events, s.store, table, s.log_dir)
         return JSONResponse({"accepted": len(table)})
 
     return app

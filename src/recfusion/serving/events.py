@@ -23,6 +23,7 @@ the log in at the next training run.
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,10 @@ FIELDS = ("user_id", "item_id", "event_type", "timestamp", "session_id", "value"
 REQUIRED = ("user_id", "item_id", "event_type")
 FUTURE_SLACK = pd.Timedelta(minutes=5)  # clocks disagree a little; more is a bad timestamp
 EARLIEST = pd.Timestamp("1990-01-01", tz="UTC")
+MAX_VALUE = 1e300  # larger numbers are not ratings or prices
+# a date, optionally a time (seconds and fractions optional), optionally a zone
+ISO_8601 = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?"
+                      r"(Z|[+-]\d{2}:?\d{2})?)?")  # fmt: skip
 
 
 class EventError(ValueError):
@@ -59,6 +64,15 @@ class EventRules:
                    v.rating_max, pd.Index(list(item_ids)))  # fmt: skip
 
 
+def is_text(value: str) -> bool:
+    """Whether `value` can be stored as UTF-8 (JSON allows lone surrogates such as \\ud800)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _text(row: dict, n: int, field: str, limit: int, required: bool) -> str | None:
     value = row.get(field)
     if value is None:
@@ -67,6 +81,8 @@ def _text(row: dict, n: int, field: str, limit: int, required: bool) -> str | No
         return None
     if not isinstance(value, str) or not value.strip():
         raise EventError(f"row {n}: {field} must be a non-empty string")
+    if not is_text(value):
+        raise EventError(f"row {n}: {field} is not valid Unicode text")
     if len(value) > limit:
         raise EventError(f"row {n}: {field} has {len(value)} characters; at most {limit} are "
                          "accepted")  # fmt: skip
@@ -77,15 +93,13 @@ def _timestamp(row: dict, n: int, now: pd.Timestamp) -> pd.Timestamp:
     value = row.get("timestamp")
     if value is None:
         return now
-    if not isinstance(value, str) or len(value) > 64:
-        raise EventError(f"row {n}: timestamp must be an ISO 8601 text such as "
-                         "2026-12-03T10:15:00Z")  # fmt: skip
+    if not isinstance(value, str) or not ISO_8601.fullmatch(value):
+        raise EventError(f"row {n}: timestamp must be an ISO 8601 date and time such as "
+                         "2026-12-03T10:15:00Z (no zone: UTC)")  # fmt: skip
     try:
         ts = pd.Timestamp(value)
     except (ValueError, OverflowError) as e:
-        raise EventError(f"row {n}: timestamp is not an ISO 8601 date and time") from e
-    if ts is pd.NaT:
-        raise EventError(f"row {n}: timestamp is not an ISO 8601 date and time")
+        raise EventError(f"row {n}: timestamp is not a valid date and time") from e
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     if ts > now + FUTURE_SLACK:
         raise EventError(f"row {n}: timestamp is in the future (after {now:%Y-%m-%dT%H:%M:%SZ})")
@@ -130,6 +144,7 @@ def check_events(rows: object, rules: EventRules, now: pd.Timestamp) -> pd.DataF
             if (
                 isinstance(value, bool)
                 or not isinstance(value, int | float)
+                or not -MAX_VALUE <= value <= MAX_VALUE  # a 400-digit integer overflows isfinite
                 or not math.isfinite(value)
             ):
                 raise EventError(f"row {n}: value must be a finite number or null")
@@ -149,15 +164,23 @@ def check_events(rows: object, rules: EventRules, now: pd.Timestamp) -> pd.DataF
 def append_to_log(events: pd.DataFrame, folder: Path = EVENT_LOG_DIR) -> list[Path]:
     """Writes the batch to the event log, one Parquet file per day it spans (a temporary name
     renamed into place, so a reader never sees half a file); returns the files."""
-    written = []
+    written: list[Path] = []
     batch = f"{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
-    for day, rows in events.groupby(events["timestamp"].dt.strftime("%Y-%m-%d"), sort=True):
-        target = folder / f"day={day}" / f"{batch}.parquet"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        rows.reset_index(drop=True).to_parquet(tmp, index=False)
-        tmp.replace(target)
-        written.append(target)
+    try:
+        for day, rows in events.groupby(events["timestamp"].dt.strftime("%Y-%m-%d"), sort=True):
+            target = folder / f"day={day}" / f"{batch}.parquet"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp")
+            try:
+                rows.reset_index(drop=True).to_parquet(tmp, index=False)
+                tmp.replace(target)
+            finally:
+                tmp.unlink(missing_ok=True)
+            written.append(target)
+    except BaseException:
+        for path in written:  # all or nothing: no day of a failed batch stays in the log
+            path.unlink(missing_ok=True)
+        raise
     return written
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from recfusion.data.forget import add_forgotten
-from recfusion.privacy import pseudonym
+from recfusion.privacy import key_pseudonym
 from recfusion.serving.store import SqliteStore
 
 
@@ -50,8 +50,10 @@ def purge_log(user_id: str, folder: Path) -> tuple[int, int]:
 
 def forget_user(user_id: str, store: SqliteStore, log_dir: Path, forget_file: Path,
                 key: bytes) -> Forgotten:  # fmt: skip
-    """Removes `user_id` from the store and the event log and lists their pseudonym."""
-    users, events = store.forget(user_id)
+    """Lists the user's pseudonym, then removes them from the event log and the store, in that
+    order: if a step fails, the earlier ones hold (a listed user never comes back through a
+    retrain, a purged log never replays them into the store), and running it again finishes."""
+    listed = add_forgotten([key_pseudonym(user_id, key)], forget_file)
     rows, files = purge_log(user_id, log_dir)
-    listed = add_forgotten([pseudonym(user_id, key)], forget_file)
+    users, events = store.forget(user_id)
     return Forgotten(users, events, rows, files, listed)

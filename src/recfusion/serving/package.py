@@ -37,7 +37,7 @@ from recfusion.models.dataset import ModelData, build_history
 from recfusion.models.inputs import ItemTable, UserTable, Vocab, Vocabularies
 from recfusion.models.ranking_data import usual_hour
 from recfusion.paths import MODELS_DIR
-from recfusion.privacy import key_check, pseudonym
+from recfusion.privacy import key_check, key_pseudonym
 
 PACKAGE_DIR = MODELS_DIR / "package"
 FORMAT = 1
@@ -77,7 +77,9 @@ def build_package(cfg: Config, data: ModelData, key: bytes,
     counts = np.asarray(history.matrix.sum(axis=0)).ravel()
     ease = (ease_weights(history.matrix, cfg.fusion.ease_l2)
             if "ease" in cfg.fusion.sources else None)  # fmt: skip
-    users = Vocab(tuple(pseudonym(u, key) for u in data.vocab.user_id.values))
+    users = Vocab(tuple(key_pseudonym(u, key) for u in data.vocab.user_id.values))
+    if len(set(users.values)) != len(users.values):  # 128 bits: never seen, but never silent
+        raise ValueError("two users share a pseudonym; use another pseudonym key")
     vocab = Vocabularies(**{**{n: getattr(data.vocab, n) for n in Vocabularies.__dataclass_fields__},
                             "user_id": users})  # fmt: skip
     return Package(data.catalog, vocab, counts.astype(np.float32),

@@ -47,6 +47,7 @@ from recfusion.models.inputs import build_users, positive_pairs
 from recfusion.paths import FUSION_DIR, MODELS_DIR, SEARCH_DIR
 from recfusion.preparation.vocab import tokenize
 from recfusion.search.searcher import Searcher, ranking_scorer
+from recfusion.serving.events import is_text
 from recfusion.serving.package import PACKAGE_DIR, Package, PackageError, load_package
 from recfusion.serving.store import OnlineStore, StoreError, UserRecords, open_store
 
@@ -111,6 +112,8 @@ def parse_requests(frame: pd.DataFrame, max_k: int, max_query_chars: int,
         user, k = row["user_id"], row["k"]
         if not isinstance(user, str) or not user.strip():
             raise RequestError(f"row {n}: user_id must be a non-empty string, got {shown(user)}")
+        if not is_text(user):
+            raise RequestError(f"row {n}: user_id is not valid Unicode text")
         if max_user_id_chars is not None and len(user) > max_user_id_chars:
             raise RequestError(f"row {n}: user_id has {len(user)} characters; at most "
                                f"{max_user_id_chars} are accepted (serving.max_user_id_chars)")  # fmt: skip
@@ -141,6 +144,8 @@ def _query_of(value: object, n: int, max_chars: int) -> str:
     if len(value) > max_chars:
         raise RequestError(f"row {n}: query has {len(value)} characters; at most {max_chars} "
                            "are accepted (serving.max_query_chars)")  # fmt: skip
+    if not is_text(value):
+        raise RequestError(f"row {n}: query is not valid Unicode text")
     return value.strip()
 
 
@@ -149,7 +154,8 @@ def _exclude_of(value: object, n: int) -> tuple[str, ...]:
         return ()
     if isinstance(value, np.ndarray):
         value = value.tolist()
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and is_text(v)
+                                                      for v in value):  # fmt: skip
         raise RequestError(f"row {n}: exclude must be a list of item ids, got {shown(value)}")
     return tuple(value)
 

@@ -10,13 +10,15 @@ here, keyed by user id, and is read at every request:
   them with the model's own rules (which event types are positive, how long a history is).
 
 The embedded default is one SQLite file (`serving.store`, default data/online/store.sqlite),
-written by the `materialize` stage from data/prepared and read by every serving process; a
-reader opens it read-only per lookup, so several worker processes share it.
+written by the `materialize` stage from data/prepared and the event log, read by every serving
+process and appended to by `/events`. Every lookup and append opens its own connection and runs
+in one transaction, so several worker processes share the file; `write_store` refills the file
+in place in one transaction (never renames a new file over it: a writer still holding the old
+file would lose its events, SQLite's own documents warn against it).
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from recfusion.models.dataset import PreparedData
-from recfusion.privacy import key_check, pseudonym
+from recfusion.privacy import key_check, key_pseudonym
 
 FORMAT = 1
 USER_COLUMNS = ("user_id", "pseudonym", "gender", "region", "age_norm")
@@ -35,14 +37,15 @@ EVENT_COLUMNS = ("user_id", "item_id", "event_type", "timestamp")
 LOOKUP_CHUNK = 500  # ids per SQL statement (SQLite's variable limit is far above)
 WRITE_TIMEOUT_S = 10.0  # how long a writer waits for another to finish
 
-SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE users (user_id TEXT PRIMARY KEY, pseudonym TEXT NOT NULL, gender TEXT,
-                    region TEXT, age_norm REAL);
-CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL,
-                     item_id TEXT NOT NULL, event_type TEXT NOT NULL, timestamp INTEGER NOT NULL);
-CREATE INDEX events_by_user ON events (user_id, seq);
-"""
+SCHEMA = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE users (user_id TEXT PRIMARY KEY, pseudonym TEXT NOT NULL, gender TEXT, "
+    "region TEXT, age_norm REAL)",
+    "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL, "
+    "item_id TEXT NOT NULL, event_type TEXT NOT NULL, timestamp INTEGER NOT NULL)",
+    "CREATE INDEX events_by_user ON events (user_id, seq)",
+)
+TABLES = ("meta", "users", "events")
 
 
 class StoreError(ValueError):
@@ -74,7 +77,7 @@ def user_rows(users: pd.DataFrame, key: bytes) -> pd.DataFrame:
     ids = users["user_id"].astype(str)
     return pd.DataFrame({
         "user_id": ids.to_numpy(),
-        "pseudonym": [pseudonym(u, key) for u in ids],
+        "pseudonym": [key_pseudonym(u, key) for u in ids],
         "gender": users["gender"].astype(str).to_numpy(),
         "region": users["region"].astype(str).to_numpy(),
         "age_norm": pd.to_numeric(age, errors="coerce").to_numpy(dtype=np.float64),
@@ -92,44 +95,66 @@ def event_rows(events: pd.DataFrame) -> pd.DataFrame:
     }, columns=list(EVENT_COLUMNS))  # fmt: skip
 
 
-def materialize(prepared: PreparedData, splits: Sequence[str], key: bytes,
-                live: pd.DataFrame | None = None) -> StoreContents:  # fmt: skip
+def materialize(prepared: PreparedData, splits: Sequence[str], key: bytes) -> StoreContents:
     """The store's contents from the prepared tables: every user, and the events of `splits` in
-    split order (train, then val, then test), then the `live` events (the event log's, which
-    arrived after the prepared data was made) in arrival order."""
-    parts = [prepared.splits[s] for s in splits]
-    source = f"data/prepared: {'+'.join(splits)}"
-    if live is not None and len(live):
-        parts.append(live)
-        source += f", event log: {len(live)} events"
-    events = pd.concat([event_rows(p) for p in parts], ignore_index=True)
-    return StoreContents(user_rows(prepared.users, key), events, key_check(key), source)
+    split order (train, then val, then test)."""
+    events = pd.concat([prepared.splits[s] for s in splits], ignore_index=True)
+    return StoreContents(user_rows(prepared.users, key), event_rows(events), key_check(key),
+                         f"data/prepared: {'+'.join(splits)}")  # fmt: skip
 
 
-def write_store(contents: StoreContents, path: Path) -> Path:
-    """Writes a new SQLite store at `path` (a temporary file renamed over it, so readers see the
-    old store or the new one, never half of one)."""
+def _insert_events(con: sqlite3.Connection, events: pd.DataFrame) -> None:
+    con.executemany(
+        "INSERT INTO events (user_id, item_id, event_type, timestamp) VALUES (?, ?, ?, ?)",
+        zip(events["user_id"].tolist(), events["item_id"].tolist(),
+            events["event_type"].tolist(), events["timestamp"].tolist(), strict=True),
+    )  # fmt: skip
+
+
+def write_store(contents: StoreContents, path: Path,
+                more_events: Callable[[], pd.DataFrame] | None = None) -> Path:  # fmt: skip
+    """Fills the SQLite store at `path` (created when missing) with `contents` and then
+    `more_events()` (canonical events, e.g. the event log's), in one transaction that holds the
+    store's write lock from the start: readers see the old contents or the new, never a mix, and
+    an event appended meanwhile either is in `more_events()` (read under the lock) or is
+    appended after the refill.
+
+    Raises:
+        StoreError: the file is not a store this recfusion can write (e.g. not SQLite).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    con = sqlite3.connect(tmp)
     try:
-        con.executescript(SCHEMA)
-        meta = {"format": str(FORMAT), "key_check": contents.key_check, "source": contents.source}
-        con.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-        users = contents.users.astype(object).where(contents.users.notna(), None)
-        con.executemany(f"INSERT INTO users VALUES ({', '.join('?' * len(USER_COLUMNS))})",
-                        users[list(USER_COLUMNS)].itertuples(index=False, name=None))  # fmt: skip
-        con.executemany(
-            "INSERT INTO events (user_id, item_id, event_type, timestamp) VALUES (?, ?, ?, ?)",
-            zip(contents.events["user_id"].tolist(), contents.events["item_id"].tolist(),
-                contents.events["event_type"].tolist(), contents.events["timestamp"].tolist(),
-                strict=True),
-        )  # fmt: skip
-        con.commit()
-    finally:
-        con.close()
-    os.replace(tmp, path)
+        con = sqlite3.connect(path, timeout=WRITE_TIMEOUT_S, isolation_level=None)
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                for table in TABLES:  # the layout may be an older one: made anew
+                    con.execute(f"DROP TABLE IF EXISTS {table}")
+                for statement in SCHEMA:
+                    con.execute(statement)
+                source = contents.source
+                extra = more_events() if more_events is not None else None
+                if extra is not None and len(extra):
+                    source += f", event log: {len(extra)} events"
+                meta = {"format": str(FORMAT), "key_check": contents.key_check, "source": source}
+                con.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+                users = contents.users.astype(object).where(contents.users.notna(), None)
+                con.executemany(
+                    f"INSERT INTO users VALUES ({', '.join('?' * len(USER_COLUMNS))})",
+                    users[list(USER_COLUMNS)].itertuples(index=False, name=None),
+                )  # fmt: skip
+                _insert_events(con, contents.events)
+                if extra is not None and len(extra):
+                    _insert_events(con, event_rows(extra))
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        raise StoreError(f"online store {path} could not be written ({e}); remove the file if "
+                         "it is not a recfusion store") from e  # fmt: skip
     return path
 
 
@@ -162,8 +187,9 @@ class SqliteStore:
         self.key_check = meta.get("key_check", "")
         self.source = meta.get("source", "")
 
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False,
+    def _connect(self, mode: str = "ro") -> sqlite3.Connection:
+        """A connection of its own; `mode` ro or rw (never creates the file)."""
+        return sqlite3.connect(f"file:{self.path}?mode={mode}", uri=True, check_same_thread=False,
                                timeout=WRITE_TIMEOUT_S)  # fmt: skip
 
     def append(self, events: pd.DataFrame, then: Callable[[], object] | None = None) -> int:
@@ -177,15 +203,10 @@ class SqliteStore:
         """
         rows = event_rows(events)
         try:
-            con = sqlite3.connect(self.path, timeout=WRITE_TIMEOUT_S)
+            con = self._connect("rw")
             try:
                 with con:  # commits, or rolls back on any error
-                    con.executemany(
-                        "INSERT INTO events (user_id, item_id, event_type, timestamp) "
-                        "VALUES (?, ?, ?, ?)",
-                        zip(rows["user_id"].tolist(), rows["item_id"].tolist(),
-                            rows["event_type"].tolist(), rows["timestamp"].tolist(), strict=True),
-                    )  # fmt: skip
+                    _insert_events(con, rows)
                     if then is not None:
                         then()
             finally:
@@ -195,19 +216,20 @@ class SqliteStore:
         return len(rows)
 
     def forget(self, user_id: str) -> tuple[int, int]:
-        """Deletes the user's row and events: (user rows, events) deleted.
+        """Deletes the user's row and events, their bytes overwritten in the file
+        (secure_delete): (user rows, events) deleted.
 
         Raises:
             StoreError: the store cannot be written.
         """
         try:
-            con = sqlite3.connect(self.path, timeout=WRITE_TIMEOUT_S)
+            con = self._connect("rw")
             try:
+                con.execute("PRAGMA secure_delete = ON")
                 with con:
                     users = con.execute("DELETE FROM users WHERE user_id = ?", (user_id,)).rowcount
                     events = con.execute("DELETE FROM events WHERE user_id = ?",
                                          (user_id,)).rowcount  # fmt: skip
-                con.execute("VACUUM")  # the deleted rows' bytes leave the file too
             finally:
                 con.close()
         except sqlite3.Error as e:
@@ -220,7 +242,9 @@ class SqliteStore:
         users, events = [], []
         try:
             con = self._connect()
+            con.isolation_level = None
             try:
+                con.execute("BEGIN")  # one snapshot for both tables (a forget may run meanwhile)
                 for start in range(0, len(ids), LOOKUP_CHUNK):
                     chunk = ids[start : start + LOOKUP_CHUNK]
                     marks = ", ".join("?" * len(chunk))

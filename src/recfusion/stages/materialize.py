@@ -1,27 +1,28 @@
 """Stage `materialize`: the online store the served model reads users and their events from.
 
-Reads data/prepared/ (users and the train, validation and test events) and the event log
-(data/live/events/, the events `/events` and `recfusion events` took since; read when it exists,
-not a DVC dependency: the store already holds them) and writes the SQLite store at
-`serving.store` (default data/online/store.sqlite; serving/store.py): each user's row with the
-keyed pseudonym the packaged model knows them by, and every event in arrival order. A served
-model then answers with each user's whole history, fresher than the splits it was fitted on; the
-store is replaced whole (readers see the old one or the new one), and no logged event drops out
-of it when the pipeline reruns.
+Reads data/prepared/ (users and the train, validation and test events) and fills the SQLite
+store at `serving.store` (default data/online/store.sqlite; serving/store.py): each user's row
+with the keyed pseudonym the packaged model knows them by, and every event in arrival order,
+then every event of the event log (data/live/events/: what `/events` and `recfusion events` took
+since), read while the store is locked, so no accepted event drops out when the pipeline reruns.
+The store is refilled in place in one transaction: a running server reads the old contents or
+the new. Writes reports/materialize.json (the DVC output: counts and the store's path). The
+store itself is not a DVC output: the server appends to it, and DVC must neither delete it
+before the stage runs nor rerun the pipeline because a shopper clicked.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from recfusion.config import Config
+from recfusion.data.io import write_json
 from recfusion.data.schema import SPLITS
 from recfusion.models.dataset import PreparedData, read_prepared
-from recfusion.paths import PREPARED_DIR
+from recfusion.paths import PREPARED_DIR, REPORTS_DIR
 from recfusion.privacy import pseudonym_key
 from recfusion.serving.events import EVENT_LOG_DIR, read_log
 from recfusion.serving.store import StoreContents, materialize, write_store
@@ -30,29 +31,35 @@ from recfusion.stages.entry import guarded, stage_config
 log = logging.getLogger(__name__)
 
 
-def read_inputs(prepared_dir: Path = PREPARED_DIR,
-                log_dir: Path = EVENT_LOG_DIR) -> tuple[PreparedData, pd.DataFrame]:  # fmt: skip
-    """The prepared tables and the event log's events."""
-    return read_prepared(prepared_dir), read_log(log_dir)
+def read_inputs(prepared_dir: Path = PREPARED_DIR) -> PreparedData:
+    return read_prepared(prepared_dir)
 
 
-def run(prepared: PreparedData, live: pd.DataFrame, key: bytes) -> StoreContents:
-    """Every user, every event of every split and then the logged events, pseudonyms made with
-    `key`."""
-    return materialize(prepared, SPLITS, key, live)
+def run(prepared: PreparedData, key: bytes) -> StoreContents:
+    """Every user and every event of every split, pseudonyms made with `key`."""
+    return materialize(prepared, SPLITS, key)
 
 
-def write_outputs(cfg: Config, contents: StoreContents) -> Path:
-    return write_store(contents, Path(cfg.serving.store))
+def write_outputs(cfg: Config, contents: StoreContents, log_dir: Path = EVENT_LOG_DIR,
+                  reports_dir: Path = REPORTS_DIR) -> dict:  # fmt: skip
+    """Fills the store (then the event log's events, read under its lock) and writes
+    reports/materialize.json; returns what the latter records."""
+    path = write_store(contents, Path(cfg.serving.store), lambda: read_log(log_dir))
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
+        events = int(con.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+    con.close()
+    record = {"store": str(cfg.serving.store), "users": len(contents.users),
+              "prepared_events": len(contents.events),
+              "logged_events": events - len(contents.events)}  # fmt: skip
+    write_json(record, reports_dir / "materialize.json")
+    return record
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg = stage_config(__doc__, argv)
-    prepared, live = read_inputs()
-    contents = run(prepared, live, pseudonym_key())
-    path = write_outputs(cfg, contents)
-    log.info("materialize: %d users, %d events -> %s", len(contents.users), len(contents.events),
-             path)  # fmt: skip
+    record = write_outputs(cfg, run(read_inputs(), pseudonym_key()))
+    log.info("materialize: %d users, %d prepared and %d logged events -> %s", record["users"],
+             record["prepared_events"], record["logged_events"], record["store"])  # fmt: skip
     return 0
 
 
