@@ -21,7 +21,9 @@ fast the user gets a clear message, and whether anything is lost (issue 20 item 
    worker-killed      `mlflow models serve -w 2` (`make serve`'s command, by version rather
                       than @production), clients sending requests in a loop, one worker
                       SIGKILLed: failed requests, time to the next answer, time to a new worker.
-   online-store-down  not applicable yet: there is no online store (issue 13 adds it).
+   online-store-down  `recfusion serve --workers 2` under load, the SQLite store file renamed away
+                      for 10 s and back: 503s with a clear message meanwhile, answers again
+                      after, every accepted event in the store and the log once.
 3. Results: benchmarks/results/faults.json (faults run before at the same preset and not run
    again are kept); README.md's reliability section is rewritten from it.
 
@@ -716,15 +718,131 @@ def kill_worker(bench: Bench, clients: int = 2, steady: float = 10.0) -> dict[st
     }
 
 
-def stop_online_store(bench: Bench) -> dict[str, Any]:
+def send_events(url: str, users: list[str], items: list[str], stop: threading.Event,
+                answers: list[Answer], sent_events: list[tuple[str, str, bool]]) -> None:  # fmt: skip
+    """One closed-loop client posting one click at a time; records each event and whether the
+    server accepted it."""
+    i = 0
+    while not stop.is_set():
+        event = {"user_id": users[i % len(users)], "item_id": items[i % len(items)],
+                 "event_type": "click"}  # fmt: skip
+        sent = time.perf_counter()
+        ok, detail = ask(url, json.dumps({"events": [event]}).encode())
+        answers.append(Answer(sent, time.perf_counter(), ok, detail))
+        sent_events.append((event["user_id"], event["item_id"], ok))
+        i += 1
+
+
+def stop_online_store(bench: Bench, outage: float = 10.0, steady: float = 8.0) -> dict[str, Any]:
+    """Fault online-store-down: the SQLite store file taken away (renamed) for `outage` seconds
+    while `recfusion serve --workers 2` answers two recommendation clients and one event client,
+    then put back.
+
+    Passed when every request during the outage got a clear 503 (no 500, no hang), answers came
+    back once the store did, and every event the server accepted is in the store and the event
+    log exactly once while every refused one is in neither (the client retries those).
+    """
+    import sqlite3
+
+    import pandas as pd
+
+    ws = bench.fresh_copy("store-down")
+    store = ws / "data/online/store.sqlite"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    done = (f"`recfusion serve --model workspace --workers 2`, two clients asking for "
+            f"recommendations and one posting clicks in a loop; after {steady:.0f} s the store "
+            f"file renamed away for {outage:.0f} s, then back")  # fmt: skip
+    users = pd.read_parquet(ws / "data/prepared/users.parquet", columns=["user_id"])["user_id"]
+    sample = users.astype(str).head(200).tolist()
+    items = pd.read_parquet(ws / "data/prepared/items.parquet", columns=["item_id"])["item_id"]
+
+    def stored() -> int:
+        with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as con:
+            n = int(con.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+        con.close()
+        return n
+
+    before_events = stored()
+    server = Watched([str(BIN / "recfusion"), "serve", "--model", "workspace", "--workers", "2",
+                      "--port", str(port)], ws, bench.env)  # fmt: skip
+    stop = threading.Event()
+    answers: list[Answer] = []
+    event_answers: list[Answer] = []
+    sent_events: list[tuple[str, str, bool]] = []
+    threads = [threading.Thread(target=send_requests, args=(f"{url}/invocations", sample, stop,
+                                                            answers)) for _ in range(2)]  # fmt: skip
+    threads.append(
+        threading.Thread(
+            target=send_events,
+            args=(
+                f"{url}/events",
+                sample,
+                items.astype(str).tolist(),
+                stop,
+                event_answers,
+                sent_events,
+            ),
+        )
+    )
+    try:
+        deadline = time.perf_counter() + bench.timeout
+        while not ask(f"{url}/invocations", json.dumps({"dataframe_records": [
+                {"user_id": sample[0], "k": 1}]}).encode())[0]:  # fmt: skip
+            if server.proc.poll() is not None or time.perf_counter() > deadline:
+                return cut_short(done, "not run", "the server did not come up: "
+                                 + pick_message(server.text(), r"Error|error"))  # fmt: skip
+            time.sleep(1)
+        for t in threads:
+            t.start()
+        time.sleep(steady)
+        away = store.with_name(store.name + ".away")
+        store.rename(away)
+        down_at = time.perf_counter()
+        time.sleep(outage)
+        away.rename(store)
+        back_at = time.perf_counter()
+        time.sleep(steady)
+    finally:
+        stop.set()
+        for t in threads:
+            if t.is_alive():
+                t.join(timeout=60)
+        server.stop()
+    every = answers + event_answers
+    during = [a for a in every if a.sent >= down_at + 0.5 and a.received <= back_at]
+    in_outage_ok = bool(during) and all(a.detail.startswith("HTTP 503") for a in during)
+    first_503 = min((a.received for a in every if a.detail.startswith("HTTP 503")), default=None)
+    next_ok = min((a.received for a in answers if a.ok and a.sent >= back_at), default=None)
+    errors = [a.detail for a in every if a.detail.startswith("HTTP 5") and
+              not a.detail.startswith("HTTP 503")]  # fmt: skip
+    accepted = [(u, i) for u, i, ok in sent_events if ok]
+    refused = [(u, i) for u, i, ok in sent_events if not ok]
+    log_files = list((ws / "data/live/events").rglob("*.parquet"))
+    logged = (pd.concat([pd.read_parquet(f) for f in log_files]) if log_files
+              else pd.DataFrame({"user_id": [], "item_id": []}))  # fmt: skip
+    in_log = sorted(zip(logged["user_id"].astype(str), logged["item_id"].astype(str), strict=True))
+    exact = stored() - before_events == len(accepted) and in_log == sorted(accepted)
+    passed = in_outage_ok and next_ok is not None and not errors and exact
+    message = next((a.detail for a in every if a.detail.startswith("HTTP 503")), "no 503 seen")
     return {
-        "what_was_done": "nothing: recfusion has no online store yet (issue 13 adds one; the "
-        "served model reads user state from its own workspace)",
-        "outcome": "not applicable yet",
-        "seconds_to_clear_message": None,
-        "message": "",
-        "data_lost": None,
-        "passed": None,
+        "what_was_done": done,
+        "outcome": "503 during the outage, answering again after" if passed else "see details",
+        "seconds_to_clear_message": round(first_503 - down_at, 1) if first_503 else None,
+        "message": message[:MESSAGE_CHARS],
+        "data_lost": describe_loss(
+            exact,
+            f"{len(accepted)} events accepted, each in the store and the event log once; "
+            f"{len(refused)} refused with a 503 during the outage, in neither (the client "
+            "retries them)",
+        ),
+        "passed": passed,
+        "details": {
+            "requests_during_outage": len(during),
+            "all_503_during_outage": in_outage_ok,
+            "answering_again_after_s": round(next_ok - back_at, 1) if next_ok else None,
+            "other_5xx": errors[:5],
+        },
     }
 
 
