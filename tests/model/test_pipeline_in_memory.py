@@ -202,6 +202,8 @@ def test_every_stage_runs_in_memory(tiny_tables, tiny_model_data, trained_retrie
     fitted = package.run(cfg, data, b"test-key")
     store = prepared_store(prep, gate.EVAL_HISTORY, b"test-key", tmp_path / "store.sqlite")
     candidate = Recommender.assemble(cfg, fitted, models, fused.fitted, search.searcher, store)
+    candidate.warm_up()  # the models traced before the first request; the store untouched
+    assert store.lookup(["warm-up-0", "warm-up-1"]).events.empty
     test = build_test_set(prep, data, cfg.evaluate.head_share)
     # served through the request interface, the packaged method scores as the evaluate stage
     # measured it (the same fitted state, the same histories)

@@ -98,6 +98,7 @@ def load_served(model: str, params: Path) -> Served:
         keep = tempfile.TemporaryDirectory(prefix="recfusion-serve-")
         root = local_workspace(model, Path(keep.name))
     recommender = Recommender.load(root, store)
+    recommender.warm_up()  # before the first request, not during it
     rules = EventRules.of(recommender.cfg, recommender.package.catalog.item_ids.tolist())
     return Served(recommender, store, rules, project / EVENT_LOG_DIR, model,
                   cfg.serving.max_body_bytes, keep)  # fmt: skip

@@ -110,7 +110,7 @@ def save_package(package: Package, out: Path) -> None:
 
 
 def load_package(folder: Path) -> Package:
-    """The package saved in `folder` (EASE's weights memory-mapped: nothing is fitted).
+    """The package saved in `folder` (arrays read as saved: nothing is fitted).
 
     Raises:
         PackageError: the folder or one of its files is missing, or of another format.
@@ -129,9 +129,9 @@ def load_package(folder: Path) -> Package:
         fitted = np.load(folder / "fitted.npz", allow_pickle=False)
         vocab = Vocabularies.read(folder / "vocab")
         ease_file = folder / "ease.npy"
-        ease = (
-            np.load(ease_file, mmap_mode="r", allow_pickle=False) if ease_file.is_file() else None
-        )
+        # read whole (items x items, not the log): memory-mapped, the first requests after a
+        # cold start paid for reading it from disk
+        ease = np.load(ease_file, allow_pickle=False) if ease_file.is_file() else None
     except (OSError, ValueError, KeyError) as e:
         raise PackageError(f"{folder}: {e}; run dvc repro (the package stage)") from e
     catalog = ItemTable(

@@ -306,6 +306,26 @@ class Recommender:
         return user_view(self.package, tc.history_len, tc.positive_events, user_ids,
                          self.store.lookup(user_ids))  # fmt: skip
 
+    def warm_up(self) -> None:
+        """Runs the fused path and search once for one and for two made-up users with one
+        made-up click each (the store is neither read nor written), so that the traced models
+        are built before the first shopper's request instead of during it (a fresh worker's
+        first answers took about half a second)."""
+        top = int(self.popular[0]) if len(self.popular) else 0
+        item = str(self.package.catalog.item_ids[top])
+        positive = self.cfg.train.positive_events[0]
+        for n in (1, 2):
+            users = [f"warm-up-{i}" for i in range(n)]
+            events = pd.DataFrame({"user_id": users, "item_id": item, "event_type": positive,
+                                   "timestamp": 0})  # fmt: skip
+            view = user_view(self.package, self.cfg.train.history_len,
+                             self.cfg.train.positive_events, users,
+                             UserRecords(pd.DataFrame(columns=list(USER_COLUMNS)), events))  # fmt: skip
+            requests = [Request(u, 10, ()) for u in users]
+            self._fused(requests, np.arange(n), view)
+            if self.searcher is not None:  # queries of two lengths: one generalised trace
+                self._search(Request(users[0], 10, (), " ".join(["warm"] * n * 3)), 0, view)
+
     def recommend(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Answers a request table (module docstring) with one row per recommended item.
 
