@@ -250,6 +250,10 @@ class Recommender:
         """
         fill = defaults if defaults is not None and defaults.is_file() else None
         cfg = load_config(root / PARAMS_FILE, defaults=fill)
+        if not (root / PACKAGE_DIR).is_dir() and (root / "data" / "prepared").is_dir():
+            raise PackageError(f"{root} was packaged by an older recfusion (it carries "
+                               "data/prepared and no models/package): run dvc repro, then "
+                               "register and promote the new version")  # fmt: skip
         package = load_package(root / PACKAGE_DIR)
         data = package.model_data(cfg.train.history_len)
         models = load_sub_models(data, cfg.train.tags, root / MODELS_DIR)
