@@ -605,6 +605,15 @@ def send_requests(url: str, users: list[str], stop: threading.Event, answers: li
         i += 1
 
 
+def stop_all(stop: threading.Event, clients: list[threading.Thread], server: Watched) -> None:
+    """Stops the client threads (each finishes its request in flight), then the server."""
+    stop.set()
+    for t in clients:
+        if t.is_alive():
+            t.join(timeout=60)
+    server.stop()
+
+
 def find_workers(server: Watched) -> list[int]:
     """The uvicorn workers under `mlflow models serve`: its multiprocessing-spawn children (the
     uvicorn supervisor and multiprocessing's resource tracker are not workers)."""
@@ -677,11 +686,7 @@ def kill_worker(bench: Bench, clients: int = 2, steady: float = 10.0) -> dict[st
         time.sleep(steady / 2)  # the replacement takes requests too
         workers_after = find_workers(server)
     finally:
-        stop.set()
-        for t in threads:
-            if t.is_alive():
-                t.join(timeout=60)
-        server.stop()
+        stop_all(stop, threads, server)
     before = [a for a in answers if a.received < killed_at]  # answered before the kill
     window = [a for a in answers if a.received >= killed_at]  # incl. those in flight at it
     failed = [a for a in window if not a.ok]
@@ -804,11 +809,7 @@ def stop_online_store(bench: Bench, outage: float = 10.0, steady: float = 8.0) -
         back_at = time.perf_counter()
         time.sleep(steady)
     finally:
-        stop.set()
-        for t in threads:
-            if t.is_alive():
-                t.join(timeout=60)
-        server.stop()
+        stop_all(stop, threads, server)
     every = answers + event_answers
     during = [a for a in every if a.sent >= down_at + 0.5 and a.received <= back_at]
     in_outage_ok = bool(during) and all(a.detail.startswith("HTTP 503") for a in during)

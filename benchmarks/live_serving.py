@@ -44,16 +44,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import write_result  # noqa: E402
-from serving import ONE_THREAD, free_port, percentiles, run, tool_env  # noqa: E402
+from serving import ONE_THREAD, free_port, percentiles, project_copy, run, tool_env  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-SKIPPED = ("data/raw", "data/prepared", "data/validated", "data/quarantine", "data/online",
-           "data/live", "reports/", "models/", "mlflow.db", "mlartifacts")  # fmt: skip
 WORKSPACE_PARTS = ("params.yaml", "models", "data/online", "data/prepared", ".recfusion")
 CUT_EPOCHS = {"retrieval": 3, "ranking": 2, "tags": 5, "search": 2}
 
@@ -63,21 +60,13 @@ def build_log_copy(workdir: Path, sessions_per_user: float) -> dict[str, Any]:
     materialize (reused when its store exists)."""
     if (workdir / "data/online/store.sqlite").is_file():
         return {"reused": True}
-    workdir.mkdir(parents=True, exist_ok=True)
-    files = run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], REPO)
-    for name in filter(None, files.split("\0")):
-        if (REPO / name).is_file() and not name.startswith(SKIPPED):
-            (workdir / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, workdir / name)
-    params = yaml.safe_load((workdir / "params.yaml").read_text())
-    params["ingest"]["synthetic"]["sessions_per_user"] = sessions_per_user
-    for model, epochs in CUT_EPOCHS.items():
-        params["train"][model]["epochs"] = epochs
-    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = tool_env()
-    run(["git", "init", "-q"], workdir, env)
-    run(["git", "add", "-A"], workdir, env)
-    run(["git", "commit", "-qm", "benchmark copy"], workdir, env)
+
+    def edit(params: dict[str, Any]) -> None:
+        params["ingest"]["synthetic"]["sessions_per_user"] = sessions_per_user
+        for model, epochs in CUT_EPOCHS.items():
+            params["train"][model]["epochs"] = epochs
+
+    env = project_copy(workdir, edit)
     t = time.perf_counter()
     run([str(BIN / "dvc"), "repro", "package", "materialize", "fuse", "train_search"], workdir, env)
     return {"reused": False, "pipeline_seconds": round(time.perf_counter() - t, 1)}

@@ -32,6 +32,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,8 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1",
               "TF_NUM_INTEROP_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}  # fmt: skip
-SKIPPED = ("data/raw", "data/prepared", "data/validated", "data/quarantine", "reports/",
-           "models/", "mlflow.db", "mlartifacts")  # fmt: skip
+SKIPPED = ("data/raw", "data/prepared", "data/validated", "data/quarantine", "data/online",
+           "data/live", "reports/", "models/", "mlflow.db", "mlartifacts")  # fmt: skip
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -62,10 +63,9 @@ def tool_env() -> dict[str, str]:
             "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "b@b"}  # fmt: skip
 
 
-def build(workdir: Path, items: int) -> dict[str, Any]:
-    """The project copy with a registered model at `items` items (reused when present)."""
-    if (workdir / "reports/register.json").is_file():
-        return {"reused": True}
+def project_copy(workdir: Path, edit: Callable[[dict[str, Any]], None]) -> dict[str, str]:
+    """A git-initialised copy of the project's files (no pipeline outputs) in `workdir`, its
+    params.yaml changed by `edit`; returns the environment to run its tools in."""
     workdir.mkdir(parents=True, exist_ok=True)
     files = run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], REPO)
     for name in filter(None, files.split("\0")):
@@ -73,15 +73,27 @@ def build(workdir: Path, items: int) -> dict[str, Any]:
             (workdir / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, workdir / name)
     params = yaml.safe_load((workdir / "params.yaml").read_text())
-    params["ingest"]["synthetic"]["n_items"] = items
-    params["fusion"]["sources"] = [s for s in params["fusion"]["sources"] if s != "ease"]
-    params["train"]["retrieval"]["epochs"] = 5
-    params["train"]["retrieval"]["faiss_above"] = items // 2  # the exported index is faiss HNSW
+    edit(params)
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = tool_env()
     run(["git", "init", "-q"], workdir, env)
     run(["git", "add", "-A"], workdir, env)
     run(["git", "commit", "-qm", "benchmark copy"], workdir, env)
+    return env
+
+
+def build(workdir: Path, items: int) -> dict[str, Any]:
+    """The project copy with a registered model at `items` items (reused when present)."""
+    if (workdir / "reports/register.json").is_file():
+        return {"reused": True}
+
+    def edit(params: dict[str, Any]) -> None:
+        params["ingest"]["synthetic"]["n_items"] = items
+        params["fusion"]["sources"] = [s for s in params["fusion"]["sources"] if s != "ease"]
+        params["train"]["retrieval"]["epochs"] = 5
+        params["train"]["retrieval"]["faiss_above"] = items // 2  # the index is faiss HNSW
+
+    env = project_copy(workdir, edit)
     t = time.perf_counter()
     run([str(BIN / "dvc"), "repro", "register"], workdir, env)
     return {"reused": False, "pipeline_seconds": round(time.perf_counter() - t, 1)}

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from recfusion.data.io import DataFileError
+from recfusion.serving.loading import read_text_file
 
 MAX_EVENTS_FILE_BYTES = 50_000_000
 
@@ -18,14 +19,7 @@ def read_events(path: Path) -> list[object]:
         DataFileError: the file is missing, too large, not UTF-8, or a line is not JSON (its
             line number named).
     """
-    if not path.is_file():
-        raise DataFileError(f"{path}: no such file (events as JSON lines)")
-    if path.stat().st_size > MAX_EVENTS_FILE_BYTES:
-        raise DataFileError(f"{path}: larger than {MAX_EVENTS_FILE_BYTES} bytes; split it")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataFileError(f"{path}: not UTF-8 text (events as JSON lines)") from e
+    text = read_text_file(path, "events as JSON lines", MAX_EVENTS_FILE_BYTES)
     stripped = text.strip()
     if stripped.startswith("["):
         try:

@@ -124,20 +124,30 @@ def read_exclusions(path: Path) -> dict[str, list[str]]:
     return {str(u): g["item_id"].tolist() for u, g in table.groupby("user_id", sort=False)}
 
 
+def read_text_file(path: Path, what: str, max_bytes: int) -> str:
+    """The UTF-8 text of a file a user names on the command line.
+
+    Raises:
+        DataFileError: missing, larger than `max_bytes`, or not UTF-8 (`what` says what the file
+            should hold, e.g. "one user id per line").
+    """
+    if not path.is_file():
+        raise DataFileError(f"{path}: no such file ({what})")
+    if path.stat().st_size > max_bytes:
+        raise DataFileError(f"{path}: larger than {max_bytes} bytes; split it")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataFileError(f"{path}: not UTF-8 text ({what})") from e
+
+
 def read_user_ids(path: Path) -> list[str]:
     """One user id per line (blank lines skipped).
 
     Raises:
         DataFileError: the file is missing, too large, not text, or has no ids.
     """
-    if not path.is_file():
-        raise DataFileError(f"{path}: no such file (one user id per line)")
-    if path.stat().st_size > MAX_USERS_FILE_BYTES:
-        raise DataFileError(f"{path}: larger than {MAX_USERS_FILE_BYTES} bytes; split it")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataFileError(f"{path}: not UTF-8 text (one user id per line)") from e
+    text = read_text_file(path, "one user id per line", MAX_USERS_FILE_BYTES)
     ids = [line.strip() for line in text.splitlines() if line.strip()]
     if not ids:
         raise DataFileError(f"{path}: no user ids (one per line)")
