@@ -64,7 +64,10 @@ def test_a_new_store_replaces_the_old_one_for_open_readers(tmp_path: Path) -> No
 
 
 def test_a_missing_or_foreign_file_is_refused_with_what_to_run(tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match=r"does not exist: run `dvc repro` \(the materialize"):
+    with pytest.raises(
+        StoreError,
+        match=r"does not exist: run `dvc repro` \(the materialize.*--single-item materialize",
+    ):
         open_store(tmp_path / "none.sqlite")
     junk = tmp_path / "junk.sqlite"
     junk.write_bytes(b"not a database at all" * 10)
@@ -111,3 +114,20 @@ def test_a_refill_keeps_the_event_log_and_readers_see_old_or_new(tmp_path: Path)
     with pytest.raises(OSError):
         write_store(contents(), path, broken)
     assert store.lookup(["e"]).events["user_id"].tolist() == ["e"]
+
+
+def test_a_fresh_clone_runs_materialize() -> None:
+    """The store is git-ignored and not a DVC output, so materialize's record must not be in git
+    either: a fresh clone with the committed reports would otherwise find the stage up to date
+    and serve from a store that does not exist (found by a fresh-clone `make run`)."""
+    import subprocess
+
+    import yaml
+
+    from tests.conftest import REPO
+
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["materialize"]
+    assert stage["outs"] == ["reports/materialize.json"]  # cached by DVC: not `cache: false`
+    tracked = subprocess.run(["git", "ls-files", "reports/materialize.json", "data/online"],
+                             cwd=REPO, capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert tracked == ""

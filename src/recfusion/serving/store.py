@@ -174,7 +174,9 @@ class SqliteStore:
         self.path = Path(path)
         if not self.path.is_file():
             raise StoreError(f"online store {self.path} does not exist: run `dvc repro` (the "
-                             "materialize stage writes it), or set serving.store")  # fmt: skip
+                             "materialize stage writes it; `dvc repro --force --single-item "
+                             "materialize` when DVC says it is up to date), or set "
+                             "serving.store")  # fmt: skip
         try:
             with self._connect() as con:
                 meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
