@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.fuzz import fuzz_api
 from tests.workspace import BIN, copy_workspace, free_port, sh
 
 pytestmark = pytest.mark.slow
@@ -169,3 +170,12 @@ def test_forget_removes_a_user_while_the_server_runs(server) -> None:
     assert who not in {u for f in files for u in pd.read_parquet(f)["user_id"]}
     listed = (dest / "data/forget/forgotten.txt").read_text()
     assert who not in listed and listed.count("user-") == 1
+
+
+def test_fuzzed_requests_never_get_a_5xx(server) -> None:
+    """Schemathesis from the app's OpenAPI schema, valid and invalid bodies (tests/fuzz.py; the
+    benchmark sends 1,200, benchmarks/results/fuzz_http.json)."""
+    url, dest, env = server
+    result = fuzz_api(url, 40, seed=1)
+    assert result["requests"] >= 160 and result["server_errors"] == 0, result
+    assert result["per_operation"]["POST /events (negative)"] > 0

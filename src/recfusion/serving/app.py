@@ -37,7 +37,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from recfusion.config import load_config
+from recfusion.config import EVENT_TYPES, load_config
 from recfusion.serving.events import (
     EVENT_LOG_DIR,
     EventError,
@@ -148,6 +148,39 @@ def append_events(store: SqliteStore, table: pd.DataFrame, log_dir: Path) -> int
         raise StoreError(f"the event log could not take the events: {e}") from e
 
 
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI for a JSON request body (the endpoints parse the body themselves, so that every
+    refusal is theirs: 415, 413, 400 with the row and field)."""
+    errors = {"content": {"application/json": {"schema": {
+        "type": "object", "properties": {"error": {"type": "string"}}}}}}  # fmt: skip
+    return {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
+        "responses": {str(code): {"description": why, **errors} for code, why in (
+            (400, "a malformed body or row"), (413, "body too large"),
+            (415, "not application/json"), (503, "the online store is unavailable"))},
+    }  # fmt: skip
+
+
+TEXT = {"type": "string", "minLength": 1}
+INVOCATIONS = _body({
+    "type": "object", "required": ["dataframe_records"], "additionalProperties": False,
+    "properties": {"dataframe_records": {"type": "array", "items": {
+        "type": "object", "required": ["user_id", "k"], "additionalProperties": False,
+        "properties": {"user_id": TEXT, "k": {"type": "integer", "minimum": 1},
+                       "query": {"type": "string"},
+                       "exclude": {"type": "array", "items": {"type": "string"}}}}}}})  # fmt: skip
+EVENTS = _body({
+    "type": "object", "required": ["events"], "additionalProperties": False,
+    "properties": {"events": {"type": "array", "minItems": 1, "items": {
+        "type": "object", "required": ["user_id", "item_id", "event_type"],
+        "additionalProperties": False,
+        "properties": {"user_id": TEXT, "item_id": TEXT,
+                       "event_type": {"type": "string", "enum": list(EVENT_TYPES)},
+                       "timestamp": {"type": "string", "format": "date-time"},
+                       "session_id": {"type": ["string", "null"]},
+                       "value": {"type": ["number", "null"]}}}}}})  # fmt: skip
+
+
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
@@ -190,7 +223,7 @@ def create_app(served: Served | Callable[[], Served] | None = None) -> FastAPI:
     def ping() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post("/invocations")
+    @app.post("/invocations", openapi_extra=INVOCATIONS)
     async def invocations(request: Request) -> Response:
         body = await json_body(request, s.max_body_bytes)
         if not isinstance(body, dict) or not isinstance(body.get("dataframe_records"), list):
@@ -209,7 +242,7 @@ def create_app(served: Served | Callable[[], Served] | None = None) -> FastAPI:
         rows = answer.to_json(orient="records")
         return Response(f'{{"predictions": {rows}}}', media_type="application/json")
 
-    @app.post("/events")
+    @app.post("/events", openapi_extra=EVENTS)
     async def events(request: Request) -> JSONResponse:
         body = await json_body(request, s.max_body_bytes)
         if not isinstance(body, dict) or "events" not in body or len(body) != 1:
