@@ -918,6 +918,16 @@ def render_readme_section(result: dict[str, Any]) -> str:
             f"client's to retry; the other worker answered at once, and a new worker was up "
             f"after {d['worker_replaced_after_s']} s.",
         ]
+    fuzz_file = RESULTS / "fuzz_http.json"
+    if fuzz_file.is_file():  # the fuzz run of benchmarks/fuzz_http.py, said beside the faults
+        fuzz = json.loads(fuzz_file.read_text())
+        lines += [
+            "",
+            f"Fuzzed with Schemathesis from the server's OpenAPI schema "
+            f"(`python benchmarks/fuzz_http.py`, {fuzz['machine']['date']}): "
+            f"{fuzz['requests']:,} generated requests, valid and invalid, to `recfusion serve`; "
+            f"{fuzz['server_errors']} answered with a 5xx.",
+        ]
     return "\n".join(lines)
 
 
