@@ -116,16 +116,19 @@ def recfusion(args: list[str], dest: Path, env: dict[str, str]) -> str:
     return sh([str(BIN / "recfusion"), *args], dest, env)
 
 
-def tokens(path: Path) -> list[str]:
-    """The word-like tokens of a file's text (of every member, for a zip)."""
+def texts(path: Path) -> list[str]:
+    """A file's text (of every member, for a zip)."""
     import zipfile
 
     if path.suffix == ".zip":
         with zipfile.ZipFile(path) as z:
-            texts = [z.read(n).decode("utf-8", "replace") for n in z.namelist()]
-    else:
-        texts = [path.read_bytes().decode("utf-8", "replace")]
-    return [t for text in texts for t in re.findall(r"[\w-]+", text)]
+            return [z.read(n).decode("utf-8", "replace") for n in z.namelist()]
+    return [path.read_bytes().decode("utf-8", "replace")]
+
+
+def tokens(path: Path) -> list[str]:
+    """The word-like tokens of a file's text (of every member, for a zip)."""
+    return [t for text in texts(path) for t in re.findall(r"[\w-]+", text)]
 
 
 def held_out_user(dest: Path) -> str:
@@ -170,6 +173,12 @@ def test_registry_gate_and_served_model(workspace) -> None:
     assert any(p.name == "stacker.txt" for p in model_files), "the scan missed the model"
     leaks = {p.name: found for p in logged if (found := ids & set(tokens(p)))}
     assert not leaks, leaks
+    # nor a user's demographics: their signup times (one per user, to the second) are nowhere
+    signup = pd.read_parquet(dest / "data/prepared/users.parquet")["signup_ts"].dropna()
+    stamps = {t.strftime(f) for t in signup for f in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")}
+    pattern = re.compile("|".join(re.escape(t) for t in sorted(stamps)))
+    seen = {p.name for p in logged if any(pattern.search(text) for text in texts(p))}
+    assert stamps and not seen, seen
     assert not [p for p in model_files if "prepared" in p.parts or p.suffix == ".sqlite"]
     tables = [pd.read_parquet(p) for p in model_files if p.suffix == ".parquet"]
     assert tables and not [t.columns for t in tables if "user_id" in t.columns]
