@@ -1,8 +1,9 @@
 """The fused recommender's parts: the sub-models it draws on (loaded from a workspace's models/),
 and the sources fitted on a period's history with the ranking and tag models' stacking features.
 
-The `fuse` and `evaluate` stages and the packaged (served) recommender all assemble through here,
-so they score alike.
+The `fuse` and `evaluate` stages assemble through here; the packaged (served) recommender loads
+its sub-models here and builds the same sources (`fusion/sources.build_sources`) over its fitted
+state and each request's users, so they score alike.
 """
 
 from __future__ import annotations

@@ -15,15 +15,7 @@ import pandas as pd
 
 from recfusion.config import SOURCES
 from recfusion.fusion.candidates import CandidateSet, gather
-from recfusion.fusion.sources import (
-    CategoryPopularitySource,
-    ContentSource,
-    EaseSource,
-    PopularitySource,
-    Source,
-    TwoTowerSource,
-    ease_weights,
-)
+from recfusion.fusion.sources import Source, TwoTowerSource, build_sources, ease_weights
 from recfusion.fusion.stacking import context_features
 from recfusion.models.dataset import History, ModelData, build_history
 from recfusion.models.item_index import ItemIndex
@@ -109,19 +101,11 @@ def fit_sources(
     """
     history = build_history(data, list(seen_splits))
     counts = np.asarray(history.matrix.sum(axis=0)).ravel()
-    make = {
-        "two_tower": lambda: TwoTowerSource(data, encode, item_embeddings, index),
-        "ease": lambda: EaseSource(data, ease_weights(history.matrix, ease_l2)),
-        "popularity": lambda: PopularitySource(counts),
-        "category_popularity": lambda: CategoryPopularitySource(data, counts),
-        "content": lambda: ContentSource(data),
-    }
-    unknown = [n for n in names if n not in make]
-    if unknown:
-        raise ValueError(f"unknown candidate source '{unknown[0]}' (sources: {', '.join(make)})")
+    sources = build_sources(names, data, counts, lambda: ease_weights(history.matrix, ease_l2),
+                            lambda: TwoTowerSource(data, encode, item_embeddings, index))  # fmt: skip
     features = list(model_features(history)) if model_features else []
-    return FittedSources(data, history, [make[n]() for n in names], counts,
-                         item_days_since_last(data, seen_splits), features)  # fmt: skip
+    return FittedSources(data, history, sources, counts, item_days_since_last(data, seen_splits),
+                         features)  # fmt: skip
 
 
 def build_period(

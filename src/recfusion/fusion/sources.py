@@ -208,3 +208,32 @@ class ContentSource(Source):
         return REASONS[self.name].format(
             category=_category_name(self.data, int(self.data.catalog.category[item, 1]))
         )
+
+
+def build_sources(
+    names: Sequence[str],
+    data: ModelData,
+    counts: np.ndarray,
+    ease: Callable[[], np.ndarray],
+    two_tower: Callable[[], Source] | None = None,
+) -> list[Source]:
+    """The sources `names`, in that order, over item `counts` (positives per item); `ease` gives
+    EASE's weights and `two_tower` the two-tower source, each called only when named (fitting
+    EASE or loading its weights; a served recommender builds the two-tower source per request).
+
+    Raises:
+        ValueError: an unknown source name, or two_tower named without a `two_tower`.
+    """
+    make: dict[str, Callable[[], Source]] = {
+        "ease": lambda: EaseSource(data, ease()),
+        "popularity": lambda: PopularitySource(counts),
+        "category_popularity": lambda: CategoryPopularitySource(data, counts),
+        "content": lambda: ContentSource(data),
+    }
+    if two_tower is not None:
+        make["two_tower"] = two_tower
+    unknown = [n for n in names if n not in make]
+    if unknown:
+        known = ", ".join(["two_tower", *(n for n in make if n != "two_tower")])
+        raise ValueError(f"unknown candidate source '{unknown[0]}' (sources: {known})")
+    return [make[n]() for n in names]

@@ -45,6 +45,7 @@ from recfusion.serving.events import (
     append_to_log,
     check_events,
 )
+from recfusion.serving.loading import use_registry
 from recfusion.serving.recommender import Recommender, RequestError
 from recfusion.serving.store import SqliteStore, StoreError, open_store
 
@@ -87,14 +88,9 @@ def load_served(model: str, params: Path) -> Served:
     if model == "workspace":
         root = project
     else:
-        import mlflow
-
-        from recfusion.registry.tracking import connect
         from recfusion.serving.pyfunc import local_workspace
 
-        connect(cfg.registry.tracking_uri)
-        mlflow.set_tracking_uri(cfg.registry.tracking_uri)
-        mlflow.set_registry_uri(cfg.registry.tracking_uri)
+        use_registry(params)
         keep = tempfile.TemporaryDirectory(prefix="recfusion-serve-")
         root = local_workspace(model, Path(keep.name))
     recommender = Recommender.load(root, store)

@@ -73,12 +73,7 @@ def load_model(model: str, params: Path, history: Sequence[str] | None = None) -
         return _WorkspaceModel(project, store, history or SPLITS, keep)
     import mlflow
 
-    from recfusion.registry.tracking import connect
-
-    uri = load_config(params).registry.tracking_uri
-    connect(uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    use_registry(params)
     if history is None:
         try:
             return mlflow.pyfunc.load_model(model)
@@ -88,6 +83,22 @@ def load_model(model: str, params: Path, history: Sequence[str] | None = None) -
     from recfusion.serving.pyfunc import local_workspace
 
     return _WorkspaceModel(local_workspace(model, Path(keep.name)), store, history, keep)
+
+
+def use_registry(params: Path) -> None:
+    """Points MLflow at the tracking store of `params` (models:/ URIs resolve there).
+
+    Raises:
+        TrackingUnavailable: it cannot be reached.
+    """
+    import mlflow
+
+    from recfusion.registry.tracking import connect
+
+    uri = load_config(params).registry.tracking_uri
+    connect(uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
 
 
 def parse_history(text: str) -> tuple[str, ...]:

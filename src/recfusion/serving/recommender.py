@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,15 +33,7 @@ from recfusion.config import DEFAULT_PARAMS, Config, load_config
 from recfusion.fusion.assemble import SubModels, load_sub_models
 from recfusion.fusion.fused import FittedFusion, method_scores, rank_method, reasons
 from recfusion.fusion.period import FittedSources, Period
-from recfusion.fusion.sources import (
-    REASONS,
-    CategoryPopularitySource,
-    ContentSource,
-    EaseSource,
-    PopularitySource,
-    Source,
-    TwoTowerSource,
-)
+from recfusion.fusion.sources import REASONS, Source, TwoTowerSource, build_sources
 from recfusion.fusion.sub_model_scores import sub_model_scores
 from recfusion.models.dataset import History, ModelData
 from recfusion.models.inputs import UserTable
@@ -286,13 +278,11 @@ class Recommender:
         if "ease" in cfg.fusion.sources and package.ease is None:
             raise PackageError("the model was packaged without EASE weights but params name the "
                                "ease source: run dvc repro (the package stage)")  # fmt: skip
-        make: dict[str, Callable[[], Source]] = {
-            "ease": lambda: EaseSource(data, np.asarray(package.ease)),
-            "popularity": lambda: PopularitySource(package.counts),
-            "category_popularity": lambda: CategoryPopularitySource(data, package.counts),
-            "content": lambda: ContentSource(data),
-        }
-        sources: dict[str, Source] = {n: make[n]() for n in cfg.fusion.sources if n in make}
+        shared = [
+            n for n in cfg.fusion.sources if n != "two_tower"
+        ]  # it reads each request's users
+        sources = {s.name: s for s in build_sources(shared, data, package.counts,
+                                                    lambda: np.asarray(package.ease))}  # fmt: skip
         order = np.argsort(-package.counts, kind="stable")
         popular = order[package.catalog.in_stock[order]]
         log.info("recommender: %d items, fitted on %s, search %s, store %s",
