@@ -16,7 +16,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export DO_NOT_TRACK ?= true
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: setup run test test-fast lint lock ui serve serve-mlflow clean help
+.PHONY: setup run test test-fast lint lock ui serve serve-mlflow redis-server clean help
 
 # the UIs and the model server listen on loopback only
 HOST ?= 127.0.0.1
@@ -77,13 +77,26 @@ $(ASSETS)/.installed: $(NPM_SPEC)/package.json $(NPM_SPEC)/package-lock.json | $
 $(PLOTS_TEMPLATE): $(ASSETS)/.installed src/recfusion/validation/offline.py | $(STAMP)
 	$(BIN)/python -m recfusion.validation.offline $@
 
-run: setup
+run: setup $(STORE_NEEDS)
 	$(BIN)/dvc repro
 
-test: setup
+# Debian's redis-server: the online store's Redis backend, which the tests run against for real
+# (and `make serve`/`make ui` need when serving.store names Redis); installed once with apt-get
+redis-server:
+	@command -v redis-server >/dev/null || { \
+	  [ "$$(id -u)" = 0 ] || { echo "error: redis-server is missing; install it: sudo apt-get install redis-server"; exit 1; }; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q redis-server >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q redis-server >/dev/null; }; \
+	  command -v redis-server >/dev/null || { echo "error: apt-get could not install redis-server"; exit 1; }; \
+	  echo "setup: redis-server installed"; }
+
+# the online store's backend, when params.yaml names a Redis (serving.store: redis://...)
+STORE_NEEDS := $(if $(shell grep -Eqs '^ +store: *"?rediss?://' params.yaml && echo y),redis-server)
+
+test: setup redis-server
 	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=25
 
-test-fast: setup
+test-fast: setup redis-server
 	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not slow"
 
 lint: setup
@@ -91,14 +104,14 @@ lint: setup
 	$(BIN)/ruff format --check src tests flows benchmarks
 	$(BIN)/mypy
 
-ui: setup
+ui: setup $(STORE_NEEDS)
 	HOST=$(HOST) MLFLOW_PORT=$(MLFLOW_PORT) PREFECT_PORT=$(PREFECT_PORT) $(BIN)/python -m recfusion.orchestration.ui
 
-serve: setup
+serve: setup $(STORE_NEEDS)
 	@echo "recfusion@production on http://$(HOST):$(SERVE_PORT) (/invocations, /events, /health; Ctrl-C stops it)"
 	MLFLOW_TRACKING_URI=$(TRACKING_URI) $(BIN)/recfusion serve --model models:/recfusion@production --workers $(WORKERS) --host $(HOST) --port $(SERVE_PORT)
 
-serve-mlflow: setup
+serve-mlflow: setup $(STORE_NEEDS)
 	@echo "recfusion@production by MLflow's scoring server on http://$(HOST):$(SERVE_PORT)/invocations"
 	MLFLOW_TRACKING_URI=$(TRACKING_URI) $(BIN)/mlflow models serve -m models:/recfusion@production --env-manager local --host $(HOST) --port $(SERVE_PORT)
 

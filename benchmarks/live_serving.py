@@ -21,6 +21,7 @@ lookup, HTTP under load with four workers, and whether fresh events move the ans
      and events, each of which must get a 4xx.
 
     python benchmarks/live_serving.py [--loads 3] [--fresh 200] [--seconds 60] [--clients 8]
+    python benchmarks/live_serving.py --skip-logs --store redis   # part 2 over Redis
 
 Results: benchmarks/results/live_serving.json. The 100K-item load and latency are measured by
 benchmarks/serving.py (results/serving.json), which builds that catalogue.
@@ -46,7 +47,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import write_result  # noqa: E402
+from common import RESULTS, write_result  # noqa: E402
 from serving import ONE_THREAD, free_port, percentiles, project_copy, run, tool_env  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -292,37 +293,11 @@ def bad_burst(url: str, item: str) -> dict[str, Any]:
     return {name: sorted(s) for name, s in out.items()}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/recfusion-live-bench"))
-    parser.add_argument("--workspace", type=Path, default=REPO)
-    parser.add_argument("--loads", type=int, default=3)
-    parser.add_argument("--fresh", type=int, default=200)
-    parser.add_argument("--direction", type=int, default=100)
-    parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--skip-logs", action="store_true", help="skip part 1")
-    args = parser.parse_args()
+def served_parts(args: argparse.Namespace, ws: Path) -> dict[str, Any]:
+    """Latency in process, then freshness, direction and load through `recfusion serve`."""
     import pandas as pd
 
     result: dict[str, Any] = {}
-    if not args.skip_logs:
-        preset = 6.0  # the small preset's sessions per user
-        sizes = {}
-        for name, spu in (("1x", preset), ("10x", preset * 10)):
-            folder = args.workdir / f"log-{name}"
-            built = build_log_copy(folder, spu)
-            sizes[name] = {**built, "sessions_per_user": spu, **measure_loads(folder, args.loads)}
-            print(name, sizes[name], flush=True)
-        ratio = sizes["10x"]["load_seconds_median"] / sizes["1x"]["load_seconds_median"]
-        result["load_vs_log"] = {"epochs": CUT_EPOCHS, "sizes": sizes,
-                                 "load_ratio_10x_over_1x": round(ratio, 3),
-                                 "events_ratio": round(sizes["10x"]["events"]
-                                                       / sizes["1x"]["events"], 2)}  # fmt: skip
-    ws = copy_workspace(args.workspace, args.workdir / "default")
     result["in_process_one_core"] = in_process_latency(ws, args.requests)
     print(result["in_process_one_core"], flush=True)
     items = pd.read_parquet(ws / "data/prepared/items.parquet")
@@ -352,6 +327,35 @@ def main() -> int:
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+    return result
+
+
+def served_measures(args: argparse.Namespace, store: str) -> dict[str, Any]:
+    """Part 2 on a copy of the workspace whose online store is `store`: sqlite, or a Redis
+    server started for the copy (recfusion's own starter) and filled by its materialize stage."""
+    result: dict[str, Any] = {"store": store}
+    ws = copy_workspace(args.workspace, args.workdir / f"default-{store}")
+    redis_url = None
+    if store == "redis":
+        import yaml
+
+        from recfusion.serving.redis_server import ensure_local
+
+        redis_url = f"redis://127.0.0.1:{free_port()}/0"
+        ensure_local(redis_url, ws / "data/online/redis")
+        params = yaml.safe_load((ws / "params.yaml").read_text())
+        params["serving"]["store"] = redis_url
+        (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        t = time.perf_counter()
+        run([sys.executable, "-m", "recfusion.stages.materialize"], ws, tool_env())
+        result["materialize_seconds"] = round(time.perf_counter() - t, 1)
+    try:
+        result.update(served_parts(args, ws))
+    finally:
+        if redis_url is not None:
+            from recfusion.serving.redis_server import stop_local
+
+            stop_local(redis_url)
     fresh, http = result["freshness"], result["http"]
     result["targets_met"] = {
         "freshness_p99_ms_le_1000": fresh["p99_ms"] <= 1000,
@@ -365,6 +369,47 @@ def main() -> int:
         "moved_toward_clicked_category": result["direction"]["share_after"]
         > result["direction"]["share_before"],
     }  # fmt: skip
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/recfusion-live-bench"))
+    parser.add_argument("--workspace", type=Path, default=REPO)
+    parser.add_argument("--loads", type=int, default=3)
+    parser.add_argument("--fresh", type=int, default=200)
+    parser.add_argument("--direction", type=int, default=100)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--skip-logs", action="store_true", help="skip part 1")
+    parser.add_argument("--store", choices=["sqlite", "redis"], default="sqlite",
+                        help="part 2's online store; redis adds a 'redis' section to the last "
+                             "results")  # fmt: skip
+    args = parser.parse_args()
+
+    result: dict[str, Any] = {}
+    if not args.skip_logs:
+        preset = 6.0  # the small preset's sessions per user
+        sizes = {}
+        for name, spu in (("1x", preset), ("10x", preset * 10)):
+            folder = args.workdir / f"log-{name}"
+            built = build_log_copy(folder, spu)
+            sizes[name] = {**built, "sessions_per_user": spu, **measure_loads(folder, args.loads)}
+            print(name, sizes[name], flush=True)
+        ratio = sizes["10x"]["load_seconds_median"] / sizes["1x"]["load_seconds_median"]
+        result["load_vs_log"] = {"epochs": CUT_EPOCHS, "sizes": sizes,
+                                 "load_ratio_10x_over_1x": round(ratio, 3),
+                                 "events_ratio": round(sizes["10x"]["events"]
+                                                       / sizes["1x"]["events"], 2)}  # fmt: skip
+    if args.store == "redis":  # the Redis measures, kept beside the last SQLite ones
+        previous = json.loads((RESULTS / "live_serving.json").read_text())
+        previous.pop("machine", None)
+        result = {**previous, **result, "redis": served_measures(args, "redis")}
+    else:
+        result.update(served_measures(args, "sqlite"))
     if "load_vs_log" in result:
         result["targets_met"]["load_within_20pct_of_10x_log"] = (
             abs(result["load_vs_log"]["load_ratio_10x_over_1x"] - 1.0) <= 0.2)  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,34 @@ TINY = {"ingest": {"synthetic": {"size": "tiny"}}}
 def repo_config(overrides: dict[str, Any] | None = None) -> Config:
     """The repository's params.yaml at the tiny size, with `overrides` merged in."""
     return with_overrides(load_config(PARAMS, TINY), overrides or {})
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis server (Debian's redis-server, which `make test` installs) on a free
+    loopback port, started by recfusion's own starter (serving/redis_server.py)."""
+    from recfusion.serving.redis_server import ensure_local, stop_local
+    from tests.workspace import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    assert ensure_local(url, tmp_path_factory.mktemp("redis"))
+    try:
+        yield url
+    finally:
+        stop_local(url)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store_at(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """Where a test's online store goes, once per backend: a SQLite file, or an emptied
+    database of the test session's Redis server."""
+    if request.param == "sqlite":
+        return tmp_path / "s.sqlite"
+    import redis
+
+    url = request.getfixturevalue("redis_url")
+    redis.Redis.from_url(url).flushdb()
+    return str(url)
 
 
 @pytest.fixture(scope="session")

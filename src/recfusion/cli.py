@@ -12,6 +12,7 @@ recfusion search "QUERY" [--user ID] [--k N] [--model URI] [--out FILE]
 recfusion serve [--model URI] [--workers N] [--port 5001]
                                             the HTTP server: /invocations, /events, /health
 recfusion events FILE                       append fresh events (JSON lines) to the online store
+recfusion store-server [--stop]             start or stop the local Redis of serving.store
 recfusion forget USER_ID                    remove a user from the store, the event log and
                                             (at the next ingest) the training data
 recfusion registry list | history           registered versions; every alias move
@@ -178,35 +179,54 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _events(args: argparse.Namespace) -> int:
+    from recfusion.data.event_log import EVENT_LOG_DIR
     from recfusion.serving.app import append_events
-    from recfusion.serving.events import EVENT_LOG_DIR, EventRules, check_events
+    from recfusion.serving.events import EventRules, check_events
     from recfusion.serving.events_file import read_events
     from recfusion.serving.package import PACKAGE_DIR, load_package
-    from recfusion.serving.store import open_store
+    from recfusion.serving.store import open_configured
 
     project = args.params.resolve().parent
     cfg = load_config(args.params)
     rules = EventRules.of(cfg, load_package(project / PACKAGE_DIR).catalog.item_ids.tolist())
     table = check_events(read_events(args.file), rules, pd.Timestamp.now(tz="UTC"))
-    store = open_store(project / cfg.serving.store)
+    store = open_configured(cfg.serving.store, project)
     append_events(store, table, project / EVENT_LOG_DIR)
-    sys.stdout.write(f"{len(table)} events appended to {store.path} and the event log "
+    sys.stdout.write(f"{len(table)} events appended to {store.location} and the event log "
                      f"({EVENT_LOG_DIR})\n")  # fmt: skip
     return 0
 
 
+def _store_server(args: argparse.Namespace) -> int:
+    from recfusion.serving.redis_server import REDIS_DIR, ensure_local, local_port, stop_local
+    from recfusion.serving.redis_store import is_redis, shown
+
+    project = args.params.resolve().parent
+    spec = load_config(args.params).serving.store.strip()
+    if not is_redis(spec) or local_port(spec) is None:
+        raise ValueError(f"serving.store is {spec!r}, not a Redis on this machine "
+                         "(redis://127.0.0.1:PORT/DB): nothing to start or stop")  # fmt: skip
+    if args.stop:
+        said = "stopped" if stop_local(spec) else "was not running"
+    else:
+        started = ensure_local(spec, project / REDIS_DIR)
+        said = f"started (data in {REDIS_DIR})" if started else "already running"
+    sys.stdout.write(f"Redis at {shown(spec)}: {said}\n")
+    return 0
+
+
 def _forget(args: argparse.Namespace) -> int:
+    from recfusion.data.event_log import EVENT_LOG_DIR
     from recfusion.data.forget import FORGET_FILE
     from recfusion.privacy import pseudonym_key
-    from recfusion.serving.events import EVENT_LOG_DIR
     from recfusion.serving.forget import forget_user
-    from recfusion.serving.store import open_store
+    from recfusion.serving.store import open_configured
 
     if not args.user_id.strip():
         raise ValueError("give the user id to forget: recfusion forget USER_ID")
     project = args.params.resolve().parent
     cfg = load_config(args.params)
-    store = open_store(project / cfg.serving.store)
+    store = open_configured(cfg.serving.store, project)
     done = forget_user(args.user_id.strip(), store, project / EVENT_LOG_DIR,
                        project / FORGET_FILE, pseudonym_key(project))  # fmt: skip
     sys.stdout.write(done.report(FORGET_FILE) + "\n")
@@ -276,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("user_id")
     p.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
     p.set_defaults(func=_forget)
+    p = sub.add_parser("store-server", help="start (or --stop) the local Redis server that "
+                                            "serving.store names")  # fmt: skip
+    p.add_argument("--stop", action="store_true", help="shut it down instead")
+    p.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
+    p.set_defaults(func=_store_server)
     p = sub.add_parser("registry", help="the model registry: list, history, promote, rollback")
     p.add_argument("action", choices=["list", "history", "promote", "rollback"])
     p.add_argument("version", nargs="?", help="promote: the version")

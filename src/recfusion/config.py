@@ -100,6 +100,7 @@ class IngestConfig:
     synthetic: SyntheticConfig
     movielens: MovieLensConfig
     files: FilesConfig
+    event_log: bool  # also take in the event log (data/live/events: what /events accepted)
 
 
 # --------------------------------------------------------------------------- validate
@@ -295,7 +296,7 @@ class ServingConfig:
     max_query_chars: int  # longest search query a request may send
     max_rows: int  # most rows (lists) one request may hold
     max_user_id_chars: int  # longest user id a request may send
-    store: str  # the online store: a SQLite file (relative to the folder the server runs in)
+    store: str  # the online store: a SQLite file (relative to params.yaml's folder) or a Redis URL
     max_body_bytes: int  # largest HTTP request body `recfusion serve` reads (413 above)
 
 
@@ -528,7 +529,10 @@ def _cross_field_problems(cfg: Config) -> Iterator[str]:
         if not getattr(cfg.registry, key).strip():
             yield f"key 'registry.{key}' must not be empty"
     if not cfg.serving.store.strip():
-        yield "key 'serving.store' must not be empty (the online store's SQLite file)"
+        yield (
+            "key 'serving.store' must not be empty (the online store: a SQLite file, or a "
+            "redis:// URL)"
+        )
 
 
 def _listing(key: str, values: tuple[Any, ...], what: str) -> Iterator[str]:

@@ -1,12 +1,12 @@
 """End to end: the HTTP server (`recfusion serve`, two worker processes) on a copy of the trained
-tiny workspace. Events posted to one worker change the next answer from either worker; bad
-requests and events get a 4xx that names the row and field; nothing is written for a refused
+tiny workspace, once over each online store (the SQLite file, and a real Redis server filled by
+the materialize stage). Events posted to one worker change the next answer from either worker;
+bad requests and events get a 4xx that names the row and field; nothing is written for a refused
 batch; accepted batches are in the event log on disk."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import time
 import urllib.error
@@ -17,12 +17,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from recfusion.serving.store import open_store, store_target
 from tests.fuzz import fuzz_api
 from tests.workspace import BIN, copy_workspace, free_port, sh
 
 pytestmark = pytest.mark.slow
 
-STORE = "data/online/store.sqlite"
 MAX_BODY = 200_000  # serving.max_body_bytes of the copy: a larger body gets a 413
 
 
@@ -43,13 +43,21 @@ def post(url: str, payload: object) -> tuple[int, dict]:
     return call(url, json.dumps(payload).encode())
 
 
-@pytest.fixture(scope="module")
-def server(trained_workspace, tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def server(request, trained_workspace, tmp_path_factory):
     snapshot, env, _ = trained_workspace
     dest = copy_workspace(snapshot, tmp_path_factory.mktemp("live"))
     params = yaml.safe_load((dest / "params.yaml").read_text())
     params["serving"]["max_body_bytes"] = MAX_BODY
+    if request.param == "redis":
+        import redis
+
+        params["serving"]["store"] = request.getfixturevalue("redis_url")
+        redis.Redis.from_url(params["serving"]["store"]).flushdb()
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    if request.param == "redis":  # the pipeline's own stage fills Redis
+        said = sh([str(BIN / "recfusion"), "stage", "materialize"], dest, env)
+        assert "materialize" in said
     port = free_port()
     proc = subprocess.Popen([str(BIN / "recfusion"), "serve", "--model", "workspace",
                              "--workers", "2", "--port", str(port)], cwd=dest, env=env,
@@ -66,7 +74,7 @@ def server(trained_workspace, tmp_path_factory):
                 pass
             assert time.time() < deadline, "the server did not come up within 300 s"
             time.sleep(1)
-        yield url, dest, env
+        yield url, dest, env, store_target(params["serving"]["store"], dest)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -80,7 +88,7 @@ def recommend(url: str, users: list[str], k: int = 10) -> pd.DataFrame:
 
 
 def test_posted_events_change_the_next_answer(server) -> None:
-    url, dest, env = server
+    url, dest, env, target = server
     status, health = call(f"{url}/health")
     assert status == 200 and health["status"] == "ok" and health["items"] > 0
     items = pd.read_parquet(dest / "data/prepared/items.parquet")
@@ -112,11 +120,10 @@ def test_posted_events_change_the_next_answer(server) -> None:
 
 
 def test_bad_requests_and_events_get_a_4xx_and_write_nothing(server) -> None:
-    url, dest, env = server
+    url, dest, env, target = server
 
     def stored() -> int:
-        with sqlite3.connect(dest / STORE) as con:
-            return int(con.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+        return open_store(target).count_events()
 
     logs = lambda: sorted((dest / "data/live").rglob("*.parquet"))  # noqa: E731
     count, files = stored(), logs()
@@ -156,7 +163,7 @@ def test_bad_requests_and_events_get_a_4xx_and_write_nothing(server) -> None:
 
 
 def test_forget_removes_a_user_while_the_server_runs(server) -> None:
-    url, dest, env = server
+    url, dest, env, target = server
     item = str(pd.read_parquet(dest / "data/prepared/items.parquet")["item_id"].iloc[1])
     who = "shopper-who-leaves"
     assert post(f"{url}/events", {"events": [{"user_id": who, "item_id": item,
@@ -172,10 +179,11 @@ def test_forget_removes_a_user_while_the_server_runs(server) -> None:
     assert who not in listed and listed.count("user-") == 1
 
 
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # the store plays no part
 def test_fuzzed_requests_never_get_a_5xx(server) -> None:
     """Schemathesis from the app's OpenAPI schema, valid and invalid bodies (tests/fuzz.py; the
     benchmark sends 1,200, benchmarks/results/fuzz_http.json)."""
-    url, dest, env = server
+    url, dest, env, target = server
     result = fuzz_api(url, 40, seed=1)
     assert result["requests"] >= 160 and result["server_errors"] == 0, result
     assert result["per_operation"]["POST /events (negative)"] > 0

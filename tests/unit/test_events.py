@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from recfusion.config import load_config
-from recfusion.serving.events import EventError, EventRules, append_to_log, check_events, read_log
+from recfusion.data.event_log import read_log
+from recfusion.serving.events import EventError, EventRules, append_to_log, check_events
 from tests.conftest import REPO
 
 NOW = pd.Timestamp("2026-12-03 12:00", tz="UTC")

@@ -25,12 +25,14 @@ def events(users: list[str], day: str = "2026-01-02") -> pd.DataFrame:
                          "session_id": None, "value": None})  # fmt: skip
 
 
-def test_forget_removes_the_user_from_store_and_log_and_lists_a_pseudonym(tmp_path: Path) -> None:
+def test_forget_removes_the_user_from_store_and_log_and_lists_a_pseudonym(
+    tmp_path: Path, store_at: str | Path
+) -> None:
     users = pd.DataFrame({"user_id": ["gone", "stays"], "gender": "F", "region": "x",
                           "age_norm": 0.0})  # fmt: skip
     path = write_store(StoreContents(user_rows(users, KEY), event_rows(events(["gone", "stays",
                                                                                "gone"])),
-                                     key_check(KEY), "t"), tmp_path / "s.sqlite")  # fmt: skip
+                                     key_check(KEY), "t"), store_at)  # fmt: skip
     log_dir = tmp_path / "log"
     only_gone = append_to_log(events(["gone", "gone"], "2026-01-03"), log_dir)
     mixed = append_to_log(events(["gone", "stays"], "2026-01-04"), log_dir)

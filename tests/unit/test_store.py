@@ -4,6 +4,7 @@ missing or foreign store is refused with a message that says what to run."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +37,8 @@ def contents() -> StoreContents:
     return StoreContents(user_rows(users, KEY), event_rows(events), key_check(KEY), "test")
 
 
-def test_lookup_returns_each_users_rows_in_arrival_order(tmp_path: Path) -> None:
-    store = open_store(write_store(contents(), tmp_path / "s.sqlite"))
+def test_lookup_returns_each_users_rows_in_arrival_order(store_at: str | Path) -> None:
+    store = open_store(write_store(contents(), store_at))
     assert store.key_check == key_check(KEY) and store.source == "test"
     found = store.lookup(["a", "c", "nobody", "a"])
     assert found.users["user_id"].tolist() == ["a"]  # c has events only; nobody has nothing
@@ -51,8 +52,8 @@ def test_lookup_returns_each_users_rows_in_arrival_order(tmp_path: Path) -> None
     assert b["gender"].tolist() == ["None"] and np.isnan(b["age_norm"].astype(float).iloc[0])
 
 
-def test_a_new_store_replaces_the_old_one_for_open_readers(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite"
+def test_a_new_store_replaces_the_old_one_for_open_readers(store_at: str | Path) -> None:
+    path = store_at
     store = open_store(write_store(contents(), path))
     more = contents()
     extra = event_rows(pd.DataFrame({"user_id": ["a"], "item_id": ["i7"], "event_type": ["click"],
@@ -60,7 +61,14 @@ def test_a_new_store_replaces_the_old_one_for_open_readers(tmp_path: Path) -> No
     write_store(StoreContents(more.users, pd.concat([more.events, extra]), more.key_check, "t"),
                 path)  # fmt: skip
     assert store.lookup(["a"]).events["item_id"].tolist() == ["i2", "i1", "i7"]
-    assert [p.name for p in tmp_path.iterdir()] == ["s.sqlite"]  # refilled in place
+    if isinstance(path, Path):
+        assert [p.name for p in path.parent.iterdir()] == ["s.sqlite"]  # refilled in place
+    else:  # the old generation's keys are gone: 3 users' event lists, the users hash
+        import redis
+
+        keys = {k.decode() for k in redis.Redis.from_url(path).keys("recfusion:g*")}
+        assert keys == {"recfusion:g2:users", "recfusion:g2:ev:a", "recfusion:g2:ev:b",
+                        "recfusion:g2:ev:c"}  # fmt: skip
 
 
 def test_a_missing_or_foreign_file_is_refused_with_what_to_run(tmp_path: Path) -> None:
@@ -84,9 +92,12 @@ def test_a_missing_or_foreign_file_is_refused_with_what_to_run(tmp_path: Path) -
         open_store(other)
 
 
-def test_a_refill_keeps_the_event_log_and_readers_see_old_or_new(tmp_path: Path) -> None:
+def test_a_refill_keeps_the_event_log_and_readers_see_old_or_new(
+    tmp_path: Path, store_at: str | Path
+) -> None:
+    from recfusion.data.event_log import read_log
     from recfusion.models.dataset import PreparedData
-    from recfusion.serving.events import append_to_log, read_log
+    from recfusion.serving.events import append_to_log
     from recfusion.serving.store import materialize
 
     split = lambda users: pd.DataFrame({  # noqa: E731
@@ -99,7 +110,7 @@ def test_a_refill_keeps_the_event_log_and_readers_see_old_or_new(tmp_path: Path)
     live = split(["d", "e"]).assign(timestamp=pd.Timestamp("2026-02-01", tz="UTC"))
     append_to_log(live.iloc[:1], tmp_path / "log")
     append_to_log(live.iloc[1:], tmp_path / "log")
-    path = tmp_path / "s.sqlite"
+    path = store_at
     store = open_store(write_store(contents(), path))  # an older store, open in a reader
     write_store(materialize(prepared, ("train", "val", "test"), KEY), path,
                 lambda: read_log(tmp_path / "log"))  # fmt: skip
@@ -114,6 +125,65 @@ def test_a_refill_keeps_the_event_log_and_readers_see_old_or_new(tmp_path: Path)
     with pytest.raises(OSError):
         write_store(contents(), path, broken)
     assert store.lookup(["e"]).events["user_id"].tolist() == ["e"]
+
+
+def test_an_append_during_a_refill_waits_and_is_kept_once(
+    tmp_path: Path, store_at: str | Path
+) -> None:
+    """A refill reads the event log under the store's write lock; an append (which writes the
+    log under the same lock) waits for it, so the event is neither lost nor counted twice."""
+    import threading
+    import time
+
+    from recfusion.data.event_log import read_log
+    from recfusion.serving.events import append_to_log
+
+    log_dir = tmp_path / "log"
+    store = open_store(write_store(contents(), store_at))
+    reading = threading.Event()
+
+    def slow_log() -> pd.DataFrame:
+        found = read_log(log_dir)
+        reading.set()
+        time.sleep(0.5)  # the append below arrives now, while the refill holds the lock
+        return found
+
+    refill = threading.Thread(target=write_store, args=(contents(), store_at, slow_log))
+    refill.start()
+    assert reading.wait(10)
+    new = pd.DataFrame({"user_id": ["z"], "item_id": ["i5"], "event_type": ["click"],
+                        "timestamp": pd.Timestamp("2026-03-01", tz="UTC")})  # fmt: skip
+    store.append(new, then=lambda: append_to_log(new, log_dir))
+    refill.join()
+    assert store.lookup(["z"]).events["item_id"].tolist() == ["i5"]
+    assert store.count_events() == len(contents().events) + 1
+    # the next refill replays the log: still once
+    write_store(contents(), store_at, lambda: read_log(log_dir))
+    assert open_store(store_at).lookup(["z"]).events["item_id"].tolist() == ["i5"]
+
+
+def test_a_redis_store_says_what_is_wrong(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import redis
+
+    from recfusion.serving import redis_store
+    from tests.workspace import free_port
+
+    with pytest.raises(StoreError, match=r"cannot be reached .*recfusion store-server"):
+        open_store(f"redis://127.0.0.1:{free_port()}/0")
+    r = redis.Redis.from_url(redis_url)
+    r.flushdb()
+    with pytest.raises(StoreError, match=r"holds no recfusion store: run `dvc repro`"):
+        open_store(redis_url)
+    store = open_store(write_store(contents(), redis_url))
+    # a writer that died holding the lock: others wait, then give up with a 503-able error ...
+    r.set(redis_store.LOCK_KEY, "someone", px=600)
+    monkeypatch.setattr(redis_store, "WRITE_TIMEOUT_S", 0.2)
+    with pytest.raises(StoreError, match="another writer held it"):
+        store.forget("a")
+    assert store.lookup(["a"]).users["user_id"].tolist() == ["a"]  # reads go on
+    time.sleep(0.7)  # ... until the lock expires
+    assert store.forget("a") == (1, 2)
+    assert "***" in redis_store.shown("redis://u:secret@127.0.0.1:1/0")
 
 
 def test_a_fresh_clone_runs_materialize() -> None:

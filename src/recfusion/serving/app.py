@@ -38,16 +38,11 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from recfusion.config import EVENT_TYPES, load_config
-from recfusion.serving.events import (
-    EVENT_LOG_DIR,
-    EventError,
-    EventRules,
-    append_to_log,
-    check_events,
-)
+from recfusion.data.event_log import EVENT_LOG_DIR
+from recfusion.serving.events import EventError, EventRules, append_to_log, check_events
 from recfusion.serving.loading import use_registry
 from recfusion.serving.recommender import Recommender, RequestError
-from recfusion.serving.store import SqliteStore, StoreError, open_store
+from recfusion.serving.store import StoreError, WritableStore, open_configured
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +61,7 @@ class Served:
     """What the app serves: the recommender, its store, the event rules and the log folder."""
 
     recommender: Recommender
-    store: SqliteStore
+    store: WritableStore
     rules: EventRules
     log_dir: Path
     label: str  # what /health calls the model
@@ -83,7 +78,7 @@ def load_served(model: str, params: Path) -> Served:
     """
     project = params.parent
     cfg = load_config(params)
-    store = open_store(project / cfg.serving.store)
+    store = open_configured(cfg.serving.store, project)
     keep = None
     if model == "workspace":
         root = project
@@ -126,7 +121,7 @@ async def json_body(request: Request, max_bytes: int) -> Any:
         raise BadBody(400, "the body is not valid JSON") from e
 
 
-def append_events(store: SqliteStore, table: pd.DataFrame, log_dir: Path) -> int:
+def append_events(store: WritableStore, table: pd.DataFrame, log_dir: Path) -> int:
     """Appends checked events to the store and the event log, all or nothing: the log is written
     inside the store's transaction; a failure rolls the store back and removes the log's files.
 
@@ -213,7 +208,7 @@ def create_app(served: Served | Callable[[], Served] | None = None) -> FastAPI:
     def health() -> dict[str, Any]:
         s.store.lookup([])  # raises StoreError (503) when the store cannot be read
         return {"status": "ok", "model": s.label, "items": len(s.recommender.package.catalog),
-                "store": str(s.store.path)}  # fmt: skip
+                "store": s.store.location}  # fmt: skip
 
     @app.get("/ping")
     def ping() -> dict[str, str]:

@@ -16,8 +16,8 @@ know yet is welcome: the events are all a new shopper has), other text of at mos
 all or nothing: the first bad event is named by its row and field and nothing is written.
 
 The event log is Parquet, one file per accepted batch and day under
-`data/live/events/day=YYYY-MM-DD/`, with the canonical columns, so the `files` source can take
-the log in at the next training run.
+`data/live/events/day=YYYY-MM-DD/`, with the canonical columns; the next training run's ingest
+takes it in (data/event_log.py).
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from pathlib import Path
 import pandas as pd
 
 from recfusion.config import EVENT_TYPES, Config
+from recfusion.data.event_log import EVENT_LOG_DIR, LOG_COLUMNS
 
-EVENT_LOG_DIR = Path("data/live/events")
-FIELDS = ("user_id", "item_id", "event_type", "timestamp", "session_id", "value")
+FIELDS = LOG_COLUMNS
 REQUIRED = ("user_id", "item_id", "event_type")
 FUTURE_SLACK = pd.Timedelta(minutes=5)  # clocks disagree a little; more is a bad timestamp
 EARLIEST = pd.Timestamp("1990-01-01", tz="UTC")
@@ -182,12 +182,3 @@ def append_to_log(events: pd.DataFrame, folder: Path = EVENT_LOG_DIR) -> list[Pa
             path.unlink(missing_ok=True)
         raise
     return written
-
-
-def read_log(folder: Path = EVENT_LOG_DIR) -> pd.DataFrame:
-    """Every event in the log, in arrival order (batch files are named by their arrival time),
-    with the canonical columns; an empty table when there is no log."""
-    files = sorted(folder.glob("day=*/*.parquet"), key=lambda p: (p.name, p.parent.name))
-    if not files:
-        return pd.DataFrame({c: [] for c in FIELDS})
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from recfusion.data.forget import add_forgotten
 from recfusion.privacy import key_pseudonym
-from recfusion.serving.store import SqliteStore
+from recfusion.serving.store import WritableStore
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def purge_log(user_id: str, folder: Path) -> tuple[int, int]:
     return rows, files
 
 
-def forget_user(user_id: str, store: SqliteStore, log_dir: Path, forget_file: Path,
+def forget_user(user_id: str, store: WritableStore, log_dir: Path, forget_file: Path,
                 key: bytes) -> Forgotten:  # fmt: skip
     """Lists the user's pseudonym, then removes them from the event log and the store, in that
     order: if a step fails, the earlier ones hold (a listed user never comes back through a

@@ -17,7 +17,7 @@ from recfusion.models.dataset import read_prepared
 from recfusion.paths import PREPARED_DIR
 from recfusion.privacy import pseudonym_key
 from recfusion.serving.manifest import WorkspaceMismatch
-from recfusion.serving.store import OnlineStore, open_store, prepared_store
+from recfusion.serving.store import OnlineStore, open_configured, prepared_store
 
 WORKSPACE = "workspace"
 MAX_USERS_FILE_BYTES = 50_000_000
@@ -62,7 +62,7 @@ def load_model(model: str, params: Path, history: Sequence[str] | None = None) -
     project = params.parent
     if model == WORKSPACE and history is None:
         cfg = load_config(params)
-        return _WorkspaceModel(project, open_store(project / cfg.serving.store), SPLITS)
+        return _WorkspaceModel(project, open_configured(cfg.serving.store, project), SPLITS)
     keep = tempfile.TemporaryDirectory(prefix="recfusion-model-")
     store: OnlineStore | None = None
     if history is not None:

@@ -42,7 +42,13 @@ from recfusion.preparation.vocab import tokenize
 from recfusion.search.searcher import Searcher, ranking_scorer
 from recfusion.serving.events import is_text
 from recfusion.serving.package import PACKAGE_DIR, Package, PackageError, load_package
-from recfusion.serving.store import USER_COLUMNS, OnlineStore, StoreError, UserRecords, open_store
+from recfusion.serving.store import (
+    USER_COLUMNS,
+    OnlineStore,
+    StoreError,
+    UserRecords,
+    open_configured,
+)
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +261,7 @@ class Recommender:
             searcher = Searcher.load(root / SEARCH_DIR, models.retrieval.items, None,
                                      models.retrieval.item_index)  # fmt: skip
         if store is None:
-            store = open_store(Path(cfg.serving.store))
+            store = open_configured(cfg.serving.store, Path("."))
         return cls.assemble(cfg, package, models, fusion, searcher, store)
 
     @classmethod

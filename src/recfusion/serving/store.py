@@ -111,8 +111,31 @@ def _insert_events(con: sqlite3.Connection, events: pd.DataFrame) -> None:
     )  # fmt: skip
 
 
-def write_store(contents: StoreContents, path: Path,
-                more_events: Callable[[], pd.DataFrame] | None = None) -> Path:  # fmt: skip
+def store_target(spec: str, project: Path) -> str | Path:
+    """What a `serving.store` value names: a Redis URL as written, or a SQLite file relative to
+    `project` (the folder of params.yaml)."""
+    from recfusion.serving.redis_store import is_redis
+
+    return spec.strip() if is_redis(spec) else project / spec
+
+
+def write_store(contents: StoreContents, target: str | Path,
+                more_events: Callable[[], pd.DataFrame] | None = None) -> str | Path:  # fmt: skip
+    """Fills the store at `target` (a SQLite file, or a Redis URL: serving/redis_store.py) with
+    `contents` and then `more_events()`; returns `target`.
+
+    Raises:
+        StoreError: the store cannot be written.
+    """
+    if isinstance(target, str):
+        from recfusion.serving.redis_store import write_redis
+
+        return write_redis(contents, target, more_events)
+    return write_sqlite(contents, target, more_events)
+
+
+def write_sqlite(contents: StoreContents, path: Path,
+                 more_events: Callable[[], pd.DataFrame] | None = None) -> Path:  # fmt: skip
     """Fills the SQLite store at `path` (created when missing) with `contents` and then
     `more_events()` (canonical events, e.g. the event log's), in one transaction that holds the
     store's write lock from the start: readers see the old contents or the new, never a mix, and
@@ -166,12 +189,26 @@ class OnlineStore(Protocol):
     def lookup(self, user_ids: Sequence[str]) -> UserRecords: ...
 
 
+class WritableStore(OnlineStore, Protocol):
+    """A store serving writes to: /events, `recfusion events`, `recfusion forget`."""
+
+    location: str  # where it is, for messages (a path, or a URL without its password)
+    source: str  # what it was filled from
+
+    def append(self, events: pd.DataFrame, then: Callable[[], object] | None = None) -> int: ...
+
+    def forget(self, user_id: str) -> tuple[int, int]: ...
+
+    def count_events(self) -> int: ...
+
+
 class SqliteStore:
     """A SQLite store file; each lookup or append opens its own connection, so the store can be
     used from several threads and processes at once (a reader waits while a batch is written)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.location = str(self.path)
         if not self.path.is_file():
             raise StoreError(f"online store {self.path} does not exist: run `dvc repro` (the "
                              "materialize stage writes it; `dvc repro --force --single-item "
@@ -238,6 +275,16 @@ class SqliteStore:
             raise StoreError(f"online store {self.path} could not forget the user: {e}") from e
         return users, events
 
+    def count_events(self) -> int:
+        """How many events the store holds."""
+        try:
+            with self._connect() as con:
+                count = int(con.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+            con.close()
+        except sqlite3.Error as e:
+            raise StoreError(f"online store {self.path}: {e}") from e
+        return count
+
     def lookup(self, user_ids: Sequence[str]) -> UserRecords:
         """The rows of `user_ids` (unknown ids have none)."""
         ids = list(dict.fromkeys(user_ids))
@@ -265,17 +312,37 @@ class SqliteStore:
         )
 
 
-def open_store(path: Path) -> SqliteStore:
-    """The store at `path` (serving.store).
+def open_store(target: str | Path) -> WritableStore:
+    """The store at `target` (`store_target` of serving.store): a SQLite file, or a Redis URL.
 
     Raises:
         StoreError: it does not exist or cannot be read.
     """
-    return SqliteStore(path)
+    if isinstance(target, str):
+        from recfusion.serving.redis_store import RedisStore
+
+        return RedisStore(target)
+    return SqliteStore(target)
+
+
+def open_configured(spec: str, project: Path) -> WritableStore:
+    """The store a `serving.store` value names, relative to `project` (the folder of
+    params.yaml); a Redis on this machine is started first when none answers
+    (serving/redis_server.py).
+
+    Raises:
+        StoreError: it does not exist or cannot be read or started.
+    """
+    target = store_target(spec, project)
+    if isinstance(target, str):
+        from recfusion.serving.redis_server import REDIS_DIR, ensure_local
+
+        ensure_local(target, project / REDIS_DIR)
+    return open_store(target)
 
 
 def prepared_store(prepared: PreparedData, splits: Sequence[str], key: bytes,
                    path: Path) -> SqliteStore:  # fmt: skip
     """A store at `path` knowing every user of `prepared` by the events of `splits` only: the
     gate and `recfusion recommend --history` score a held-out split with it."""
-    return SqliteStore(write_store(materialize(prepared, splits, key), path))
+    return SqliteStore(write_sqlite(materialize(prepared, splits, key), path))

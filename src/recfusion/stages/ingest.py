@@ -1,11 +1,13 @@
 """Stage `ingest`: the configured source writes the canonical tables to data/raw/ (Parquet).
 
 Reads the configured source (`ingest.source`): the synthetic generator, or MovieLens or the
-user's files under data/external/; drops every row of the users listed in
+user's files under data/external/; adds the event log (data/live/events: what the server's
+`/events` and `recfusion events` accepted since; `ingest.event_log`, data/event_log.py), with a
+row holding only an id for each new shopper; drops every row of the users listed in
 data/forget/forgotten.txt (`recfusion forget`, data/forget.py). Writes
 data/raw/{users,items,events,queries}.parquet and data/raw/source.json (which source, its
-parameters, the row counts and how many rows of forgotten users were dropped), the record later
-stages and lineage tags read.
+parameters, the row counts, the event log batches taken in, and how many rows of forgotten users
+were dropped), the record later stages and lineage tags read.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from recfusion.config import Config
+from recfusion.data.event_log import EVENT_LOG_DIR, batch_name, join_log, log_batches, read_log
 from recfusion.data.forget import FORGET_FILE, drop_forgotten, read_forgotten
 from recfusion.data.io import write_json, write_table
 from recfusion.data.schema import TABLES
@@ -28,6 +31,12 @@ from recfusion.privacy import pseudonym_key
 from recfusion.stages.entry import guarded, stage_config
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoggedEvents:
+    events: pd.DataFrame  # the event log's events, in arrival order
+    batches: tuple[str, ...]  # the log files they came from (data/event_log.batch_name)
 
 
 @dataclass(frozen=True)
@@ -46,10 +55,23 @@ def read_inputs(cfg: Config, progress: bool = True) -> dict[str, pd.DataFrame]:
     return load_source(cfg.ingest, cfg.seed, progress=progress)
 
 
+def read_logged(cfg: Config, folder: Path = EVENT_LOG_DIR) -> LoggedEvents:
+    """The event log's batches (none when `ingest.event_log` is off or there is no log)."""
+    if not cfg.ingest.event_log:
+        return LoggedEvents(read_log(folder / "none"), ())
+    files = log_batches(folder)
+    names = tuple(batch_name(f, folder) for f in files)
+    return LoggedEvents(read_log(folder), names)
+
+
 def run(cfg: Config, tables: dict[str, pd.DataFrame], forgotten: frozenset[str] = frozenset(),
-        key: bytes = b"") -> Ingested:  # fmt: skip
-    """The tables without the rows of `forgotten` users (pseudonyms made with `key`), with a
-    description of the source (name, parameters, row counts, rows dropped)."""
+        key: bytes = b"", logged: LoggedEvents | None = None) -> Ingested:  # fmt: skip
+    """The tables with the `logged` events added, without the rows of `forgotten` users
+    (pseudonyms made with `key`), with a description of the source (name, parameters, row
+    counts, event log batches taken in, rows dropped)."""
+    taken = {"events": 0, "new_users": 0}
+    if logged is not None and len(logged.events):
+        tables, taken = join_log(tables, logged.events)
     tables, dropped = drop_forgotten(tables, forgotten, key)
     source_params = dataclasses.asdict(getattr(cfg.ingest, cfg.ingest.source))
     info = {
@@ -58,6 +80,7 @@ def run(cfg: Config, tables: dict[str, pd.DataFrame], forgotten: frozenset[str] 
         "seed": cfg.seed,
         "rows": {name: len(tables[name]) for name in TABLES},
         "forgotten": {"users_listed": len(forgotten), "rows_dropped": dropped},
+        "event_log": {**taken, "batches": list(logged.batches) if logged is not None else []},
     }
     return Ingested(tables, info)
 
@@ -73,10 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     cfg = stage_config(__doc__, argv)
     progress = sys.stderr.isatty() or cfg.ingest.source == "synthetic"
     forgotten = read_forgotten(FORGET_FILE)
+    logged = read_logged(cfg)
     ingested = run(cfg, read_inputs(cfg, progress), forgotten,
-                   pseudonym_key() if forgotten else b"")  # fmt: skip
+                   pseudonym_key() if forgotten else b"", logged)  # fmt: skip
     write_outputs(ingested)
-    log.info("ingest: wrote %s to %s", ingested.info["rows"], RAW_DIR)
+    log.info("ingest: wrote %s to %s (event log: %d events of %d batches, %d new users)",
+             ingested.info["rows"], RAW_DIR, ingested.info["event_log"]["events"],
+             len(logged.batches), ingested.info["event_log"]["new_users"])  # fmt: skip
     return 0
 
 
