@@ -196,13 +196,16 @@ class ContentSource(Source):
         m = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                           shape=(len(c), offsets))  # fmt: skip
         norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
-        self.items = sp.diags(1.0 / np.maximum(norms, 1e-9)) @ m
+        self.items = (sp.diags(1.0 / np.maximum(norms, 1e-9)) @ m).tocsr()  # [items, features]
+        # [features, items], kept as CSR: `profile @ items.T` would convert the transposed (CSC)
+        # catalogue to CSR at every call, 23% of a request at 100K items (py-spy)
+        self.items_t = self.items.T.tocsr()
 
     def scores(self, rows: np.ndarray, history: History) -> np.ndarray:
         profile = history.matrix[rows] @ self.items
         norms = np.sqrt(np.asarray(profile.multiply(profile).sum(axis=1)).ravel())
         profile = sp.diags(1.0 / np.maximum(norms, 1e-9)) @ profile
-        return np.asarray((profile @ self.items.T).todense(), dtype=np.float32)
+        return np.asarray((profile @ self.items_t).todense(), dtype=np.float32)
 
     def explain_item(self, row: int, item: int, history: History) -> str:
         return REASONS[self.name].format(
