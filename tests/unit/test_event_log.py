@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from recfusion.data.event_log import read_log
+from recfusion.data.event_log import join_log, read_log
 from recfusion.data.schema import SPLITS
 from recfusion.privacy import key_check
 from recfusion.serving.events import append_to_log
@@ -61,16 +61,49 @@ def test_logged_events_reach_training_and_the_store_once(tiny_tables, tmp_path: 
 
     # a batch after ingest: the refill replays it alone (the other two are in data/prepared)
     append_to_log(logged(["shopper-late"], items[:1], at + pd.Timedelta(hours=1)), log_dir)
-    contents = StoreContents(user_rows(users.head(1), KEY), event_rows(logged([old_user] * 2,
-                             items[:2], at)), key_check(KEY), "prepared")  # fmt: skip
+    known = pd.concat([users.head(1), pd.DataFrame({"user_id": ["shopper-new"]})])
     cfg_store = repo_config({"serving": {"store": str(tmp_path / "s.sqlite")}})
-    record = materialize.write_outputs(cfg_store, contents, taken.batches, log_dir,
-                                       tmp_path / "reports")  # fmt: skip
+
+    def refill(who: pd.DataFrame) -> dict:
+        contents = StoreContents(user_rows(who, KEY), event_rows(logged([old_user] * 2, items[:2],
+                                 at)), key_check(KEY), "prepared")  # fmt: skip
+        return materialize.write_outputs(cfg_store, contents, taken.batches, log_dir,
+                                         tmp_path / "reports")  # fmt: skip
+
+    record = refill(known)
     assert record["logged_events"] == 1 and record["ingested_batches"] == 2
     store = open_store(tmp_path / "s.sqlite")
     assert store.lookup(["shopper-late"]).events["item_id"].tolist() == items[:1]
     assert store.lookup(["shopper-new"]).events.empty  # prepared holds them, not the replay
     assert len(read_log(log_dir)) == 6 and len(read_log(log_dir, skip=taken.batches)) == 1
+    # had prepare dropped the new shopper (prepare.missing: drop and an id-only row), their
+    # ingested events would come back from the log rather than leave the store
+    record = refill(users.head(1))
+    assert record["logged_events"] == 4
+    assert store.lookup(["shopper-new"]).events["item_id"].tolist() == items
+
+
+def test_logged_events_keep_the_sources_types_and_splits() -> None:
+    """A source with zoned timestamps, its own int and bool columns, and predefined splits."""
+    events = pd.DataFrame({"user_id": ["a"], "item_id": ["i"], "event_type": ["click"],
+                           "timestamp": pd.to_datetime(["2026-01-01"]).tz_localize("Europe/Paris"),
+                           "value": [None], "session_id": [None], "split": ["test"],
+                           "shop": [3]})  # fmt: skip
+    users = pd.DataFrame({"user_id": ["a"], "age": [30], "gender": ["F"], "region": ["x"],
+                          "signup_ts": pd.to_datetime(["2025-01-01"]), "loyal": [True]})  # fmt: skip
+    out, added = join_log({"events": events, "users": users},
+                          logged(["a", "b"], ["i", "i"], pd.Timestamp("2026-02-01", tz="UTC")),
+                          split="train")  # fmt: skip
+    assert added == {"events": 2, "new_users": 1}
+    ev, us = out["events"], out["users"]
+    assert (
+        str(ev["timestamp"].dt.tz) == "Europe/Paris" and ev["split"].tolist()[1:] == ["train"] * 2
+    )
+    assert str(ev["shop"].dtype) == "Int64" and ev["shop"].isna().sum() == 2
+    assert str(us["loyal"].dtype) == "boolean" and pd.isna(us["loyal"].iloc[1])  # not True
+    assert str(us["age"].dtype) == "Int64" and us["signup_ts"].dtype == "datetime64[ns]"
+    assert us["signup_ts"].iloc[1] == pd.Timestamp("2026-02-01 00:01")  # b's first, naive UTC
+    assert len(events) == 1 and str(users["age"].dtype) == "int64"  # inputs unchanged
 
 
 def test_the_event_log_is_left_out_when_switched_off(tmp_path: Path) -> None:

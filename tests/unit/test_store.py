@@ -186,6 +186,67 @@ def test_a_redis_store_says_what_is_wrong(redis_url: str, monkeypatch: pytest.Mo
     assert "***" in redis_store.shown("redis://u:secret@127.0.0.1:1/0")
 
 
+def test_a_redis_refill_keeps_its_lock_or_changes_nothing(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock is renewed while a long refill runs; a refill that lost it anyway (here: the key
+    deleted, as an expiry would) neither switches nor deletes the generation that replaced it."""
+    import threading
+
+    import redis
+
+    from recfusion.serving import redis_store
+
+    monkeypatch.setattr(redis_store, "LOCK_TTL_MS", 300)
+    r = redis.Redis.from_url(redis_url)
+    r.flushdb()
+
+    def slow() -> pd.DataFrame:
+        time.sleep(1.0)  # three lock lifetimes: only the renewal keeps it
+        return pd.DataFrame()
+
+    write_store(contents(), redis_url, slow)
+    assert open_store(redis_url).lookup(["a"]).events["item_id"].tolist() == ["i2", "i1"]
+
+    reading, go, failed = threading.Event(), threading.Event(), []
+
+    def stalled() -> pd.DataFrame:
+        reading.set()
+        go.wait(10)
+        return pd.DataFrame()
+
+    def refill_a() -> None:
+        try:
+            write_store(contents(), redis_url, stalled)
+        except StoreError as e:
+            failed.append(str(e))
+
+    a = threading.Thread(target=refill_a)
+    a.start()
+    assert reading.wait(10)
+    r.delete(redis_store.LOCK_KEY)  # A's lock is gone; B takes it and refills
+    late = event_rows(pd.DataFrame({"user_id": ["z"], "item_id": ["i8"], "event_type": ["view"],
+                                    "timestamp": pd.to_datetime(["2026-03-01"])}))  # fmt: skip
+    b = contents()
+    write_store(StoreContents(b.users, pd.concat([b.events, late]), b.key_check, "B"), redis_url)
+    go.set()
+    a.join()
+    assert failed and "write lock was lost" in failed[0]
+    store = open_store(redis_url)
+    assert store.source == "B" and store.lookup(["z"]).events["item_id"].tolist() == ["i8"]
+    gens = {k.decode().split(":")[1] for k in r.keys("recfusion:g*")}
+    assert gens == {r.hget("recfusion:meta", "generation").decode().join(["g", ""])}
+
+
+def test_urls_are_shown_without_their_password() -> None:
+    from recfusion.serving.redis_store import shown
+
+    assert shown("redis://u:secret@127.0.0.1:1/0") == "redis://u:***@127.0.0.1:1/0"
+    assert shown("redis://:secret@[::1]:6379/0") == "redis://:***@[::1]:6379/0"
+    assert "secret" not in shown("redis://127.0.0.1:6379/0?password=secret&db=1")
+    assert shown("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
 def test_a_fresh_clone_runs_materialize() -> None:
     """The store is git-ignored and not a DVC output, so materialize's record must not be in git
     either: a fresh clone with the committed reports would otherwise find the stage up to date

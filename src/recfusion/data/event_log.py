@@ -14,7 +14,8 @@ Two readers, and the rule that keeps each event counted once:
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import contextlib
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -36,35 +37,75 @@ def batch_name(path: Path, folder: Path = EVENT_LOG_DIR) -> str:
     return path.relative_to(folder).as_posix()
 
 
-def read_log(folder: Path = EVENT_LOG_DIR, skip: Collection[str] = ()) -> pd.DataFrame:
-    """Every event in the log but those of the batches named in `skip` (`batch_name`), in
-    arrival order, with LOG_COLUMNS; an empty table when there is none."""
-    files = [f for f in log_batches(folder) if batch_name(f, folder) not in set(skip)]
+def read_batches(files: Sequence[Path]) -> pd.DataFrame:
+    """The events of these log files, in their order, with LOG_COLUMNS (empty when none)."""
     if not files:
         return pd.DataFrame({c: [] for c in LOG_COLUMNS})
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
 
 
-def join_log(tables: dict[str, pd.DataFrame], logged: pd.DataFrame
+def read_log(folder: Path = EVENT_LOG_DIR, skip: Collection[str] = (),
+             unless_user_in: Collection[str] | None = None) -> pd.DataFrame:  # fmt: skip
+    """Every event in the log but those of the batches named in `skip` (`batch_name`), in
+    arrival order, with LOG_COLUMNS. With `unless_user_in`, a skipped batch's events of users
+    not in it are kept: training took the batch in, but those users did not reach it (e.g.
+    `prepare.missing` dropped a new shopper's id-only row), so only the log has them."""
+    skipped = set(skip)
+    parts = []
+    for f in log_batches(folder):
+        if batch_name(f, folder) not in skipped:
+            parts.append(pd.read_parquet(f))
+        elif unless_user_in is not None:
+            rows = pd.read_parquet(f)
+            parts.append(rows[~rows["user_id"].astype(str).isin(set(unless_user_in))])
+    if not parts:
+        return pd.DataFrame({c: [] for c in LOG_COLUMNS})
+    return pd.concat(parts, ignore_index=True)
+
+
+def join_log(tables: dict[str, pd.DataFrame], logged: pd.DataFrame, split: str | None = None
              ) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:  # fmt: skip
-    """The source's tables with the logged events added after its own (timestamps made naive
-    UTC, as the canonical tables hold them), and a row with only a user id (signed up at their
-    first logged event) for each logged user the users table lacks; and the counts added.
-    The inputs are not modified."""
+    """The source's tables with the logged events added after its own, and a row with only a
+    user id (signed up at their first logged event) for each logged user the users table
+    lacks; and the counts added. Timestamps take the source's form (naive UTC unless its own
+    carry a zone); `split` fills the events' `split` column (a source with predefined splits
+    needs one; None leaves it empty). The inputs are not modified."""
     if logged.empty:
         return tables, {"events": 0, "new_users": 0}
-    events = tables["events"]
-    ts = pd.to_datetime(logged["timestamp"], utc=True).dt.tz_localize(None)
-    add = logged.assign(timestamp=ts).reindex(columns=canonical_columns("events"))
-    add = add.astype({c: events[c].dtype for c in add.columns if c in events.columns})
-    users = tables["users"]
-    known = set(users["user_id"].astype(str))
-    first = add.groupby("user_id", sort=False)["timestamp"].min()
-    new = first[~first.index.astype(str).isin(known)]
-    rows = pd.DataFrame({"user_id": new.index.astype(str), "signup_ts": new.to_numpy()})
-    rows = rows.reindex(columns=users.columns).astype(users.dtypes.to_dict())
+    events, users = tables["events"], tables["users"]
+    ts = pd.to_datetime(logged["timestamp"], utc=True)
+    add = logged.assign(timestamp=_like(ts, events, "timestamp"))
+    add = add.reindex(columns=canonical_columns("events"))
+    if split is not None:
+        add["split"] = split
+    first = ts.groupby(logged["user_id"].astype(str).to_numpy(), sort=False).min()
+    new = first[~first.index.isin(set(users["user_id"].astype(str)))]
+    rows = pd.DataFrame({"user_id": new.index, "signup_ts": _like(new, users, "signup_ts")})
     out = dict(tables)
-    out["events"] = pd.concat([events, add[events.columns.intersection(add.columns)]],
-                              ignore_index=True)  # fmt: skip
-    out["users"] = pd.concat([users, rows], ignore_index=True) if len(rows) else users
+    out["events"] = _append(events, add)
+    out["users"] = _append(users, rows) if len(rows) else users
     return out, {"events": len(add), "new_users": len(rows)}
+
+
+def _like(ts: pd.Series, table: pd.DataFrame, column: str) -> pd.Series:
+    """UTC timestamps in the form `table[column]` holds them: in its zone, or naive UTC."""
+    zone = getattr(table[column].dtype, "tz", None) if column in table.columns else None
+    return ts.dt.tz_convert(zone) if zone is not None else ts.dt.tz_localize(None)
+
+
+def _append(table: pd.DataFrame, more: pd.DataFrame) -> pd.DataFrame:
+    """`more` (some of `table`'s columns) under `table`, each column keeping its type: a plain
+    int or bool column that `more` leaves empty becomes nullable (Int64, boolean) rather than
+    float or True."""
+    more = more.reindex(columns=table.columns)
+    base = table.copy()
+    for column in base.columns:
+        kind = base[column].dtype
+        if more[column].isna().any() and not pd.api.types.is_extension_array_dtype(kind):
+            if pd.api.types.is_bool_dtype(kind):
+                base[column] = base[column].astype("boolean")
+            elif pd.api.types.is_integer_dtype(kind):
+                base[column] = base[column].astype("Int64")
+        with contextlib.suppress(TypeError, ValueError):  # else concat finds a common type
+            more[column] = more[column].astype(base[column].dtype)
+    return pd.concat([base, more], ignore_index=True)

@@ -10,18 +10,17 @@ machine is never started here: point serving.store at it.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import subprocess
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from recfusion.serving.redis_store import shown
+from recfusion.serving.redis_store import client, shown
 from recfusion.serving.store import StoreError
 
 REDIS_DIR = Path("data/online/redis")  # the local server's data, log and pid file
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+LOOPBACK = ("127.0.0.1", "localhost")  # what the started server binds (IPv4 loopback)
 START_TIMEOUT_S = 10.0
 
 
@@ -35,11 +34,14 @@ def local_port(url: str) -> int | None:
 
 
 def answers(url: str) -> bool:
-    """Whether a Redis server answers at `url`."""
+    """Whether a Redis server answers at `url` (one that wants another password answers too:
+    starting a second server on its port would not help)."""
     import redis
 
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2).ping())
+        return bool(client(url).ping())
+    except redis.AuthenticationError:
+        return True
     except redis.RedisError:
         return False
 
@@ -89,6 +91,11 @@ def stop_local(url: str) -> bool:
         raise StoreError(f"{shown(url)} is not a server on this machine; stop it where it runs")
     if not answers(url):
         return False
-    with contextlib.suppress(redis.ConnectionError):  # the server closes it as it goes down
-        redis.Redis.from_url(url).shutdown()
+    try:
+        client(url).shutdown()
+    except redis.AuthenticationError as e:
+        raise StoreError(f"Redis at {shown(url)} wants a password: set "
+                         "RECFUSION_REDIS_PASSWORD") from e  # fmt: skip
+    except redis.ConnectionError:
+        pass  # the server closes the connection as it goes down
     return True

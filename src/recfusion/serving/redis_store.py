@@ -25,6 +25,7 @@ import json
 import math
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -44,7 +45,7 @@ from recfusion.serving.store import (
 
 PASSWORD_ENV = "RECFUSION_REDIS_PASSWORD"
 PREFIX = "recfusion:"
-LOCK_TTL_MS = 30_000  # a writer that dies frees the lock after this; a refill renews it
+LOCK_TTL_MS = 30_000  # a writer that dies frees the lock after this (a live one renews it)
 WRITE_TIMEOUT_S = 10.0  # how long a writer waits for the lock (as the SQLite store's timeout)
 WRITE_CHUNK = 5_000  # values per pipelined round trip while refilling
 LOOKUP_RETRIES = 5  # a lookup that raced a refill's switch reads again
@@ -54,6 +55,12 @@ LAST_GENERATION_KEY = PREFIX + "last_generation"
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
 _RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
           "return redis.call('pexpire', KEYS[1], ARGV[2]) end")  # fmt: skip
+# a refill's switch to its new generation, only while it still holds the lock: KEYS lock, meta,
+# seq; ARGV token, seq, then meta's field/value pairs
+_SWITCH = """if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('hset', KEYS[2], unpack(ARGV, 3))
+redis.call('set', KEYS[3], ARGV[2])
+return 1"""
 
 
 def is_redis(spec: str) -> bool:
@@ -61,7 +68,7 @@ def is_redis(spec: str) -> bool:
     return spec.strip().lower().startswith(("redis://", "rediss://", "unix://"))
 
 
-def _client(url: str) -> Any:
+def client(url: str) -> Any:
     """A client of `url`; the password, when the server needs one, from PASSWORD_ENV (a URL
     in params.yaml would put it in git)."""
     import redis
@@ -77,15 +84,19 @@ def _errors() -> tuple[type[BaseException], ...]:
 
 
 def shown(url: str) -> str:
-    """The URL without a password, for messages and /health."""
-    from urllib.parse import urlsplit
+    """The URL without its password (in the user part or a `password=` query), for messages
+    and /health."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit
 
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return parts._replace(netloc=f"{parts.username or ''}:***@{host}{port}").geturl()
+    if parts.password is not None:
+        host = parts.netloc.rsplit("@", 1)[-1]  # as written: an IPv6 host keeps its brackets
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(k.lower() == "password" for k, _ in query):
+        hidden = [(k, "***" if k.lower() == "password" else v) for k, v in query]
+        parts = parts._replace(query=urlencode(hidden, safe="*"))
+    return parts.geturl()
 
 
 def users_key(gen: str) -> str:
@@ -106,14 +117,46 @@ def _event_value(seq: int, item: str, kind: str, ts: int) -> str:
     return json.dumps([seq, item, kind, ts])
 
 
+class Held:
+    """A held write lock, renewed by a background thread until released, so long work (a refill
+    of tens of millions of events, a slow event-log write) keeps it; if it is lost anyway (the
+    server restarted, a network partition longer than LOCK_TTL_MS), `check` says so."""
+
+    def __init__(self, r: Any, token: str, where: str, what: str) -> None:
+        self.r, self.token, self.where, self.what = r, token, where, what
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, daemon=True, name="store-lock")
+        self._thread.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(LOCK_TTL_MS / 3000):
+            try:
+                if not self.r.eval(_RENEW, 1, LOCK_KEY, self.token, LOCK_TTL_MS):
+                    self.lost.set()
+                    return
+            except _errors():
+                self.lost.set()
+                return
+
+    def check(self) -> None:
+        """Raises StoreError when the lock is no longer this writer's."""
+        if self.lost.is_set():
+            raise StoreError(f"online store {self.where}: the write lock was lost while it was "
+                             f"to {self.what}")  # fmt: skip
+
+    def release(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.r.eval(_RELEASE, 1, LOCK_KEY, self.token)
+
+
 @contextmanager
-def locked(r: Any, where: str, what: str) -> Iterator[Callable[[], None]]:
-    """Holds the store's write lock (waiting up to WRITE_TIMEOUT_S); yields a function that
-    renews it, for long work.
+def locked(r: Any, where: str, what: str) -> Iterator[Held]:
+    """Holds the store's write lock (waiting up to WRITE_TIMEOUT_S for another writer).
 
     Raises:
-        StoreError: another writer held the lock longer than WRITE_TIMEOUT_S, or the lock
-            expired while held.
+        StoreError: another writer held the lock longer than WRITE_TIMEOUT_S.
     """
     token = secrets.token_hex(16)
     deadline = time.monotonic() + WRITE_TIMEOUT_S
@@ -122,15 +165,11 @@ def locked(r: Any, where: str, what: str) -> Iterator[Callable[[], None]]:
             raise StoreError(f"online store {where} could not {what}: another writer held it "
                              f"for over {WRITE_TIMEOUT_S:.0f} s")  # fmt: skip
         time.sleep(0.01)
-
-    def renew() -> None:
-        if not r.eval(_RENEW, 1, LOCK_KEY, token, LOCK_TTL_MS):
-            raise StoreError(f"online store {where}: the write lock expired while it was to {what}")
-
+    held = Held(r, token, where, what)
     try:
-        yield renew
+        yield held
     finally:
-        r.eval(_RELEASE, 1, LOCK_KEY, token)
+        held.release()
 
 
 class RedisStore:
@@ -140,7 +179,7 @@ class RedisStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.location = shown(url)
-        self._redis = _client(url)
+        self._redis = client(url)
         try:
             meta = {k.decode(): v.decode() for k, v in self._redis.hgetall(self._meta).items()}
         except _errors() as e:
@@ -211,10 +250,10 @@ class RedisStore:
         """
         rows = event_rows(events)
         try:
-            with self._locked("take the events") as renew:
+            with self._locked("take the events") as held:
                 if then is not None:
                     then()
-                renew()  # still ours: no refill started meanwhile
+                held.check()  # still ours: no refill started meanwhile
                 gen = self._generation()
                 last = int(self._redis.incrby(self._seq, len(rows)))
                 pipe = self._redis.pipeline(transaction=True)
@@ -267,68 +306,75 @@ class RedisStore:
 def write_redis(contents: StoreContents, url: str,
                 more_events: Callable[[], pd.DataFrame] | None = None) -> str:  # fmt: skip
     """Fills the Redis store at `url` with `contents` and then `more_events()` under the write
-    lock, as serving.store.write_store does for SQLite; returns `url`.
+    lock, as serving.store.write_store does for SQLite; returns `url`. The new generation is
+    written beside the live one, switched to only while the lock is still held, and the old
+    one deleted before the lock is released.
 
     Raises:
-        StoreError: Redis cannot be reached or written.
+        StoreError: Redis cannot be reached or written, or the lock was lost.
     """
-    r = _client(url)
+    r = client(url)
     where = shown(url)
     try:
-        with locked(r, where, "be refilled") as renew:
+        with locked(r, where, "be refilled") as held:
             old = r.hget(META_KEY, "generation")
+            old = old.decode() if old is not None else None
+            _drop_generations(r, keep=old)  # what a refill that died left behind
             gen = str(int(r.incr(LAST_GENERATION_KEY)))
             try:
-                source = contents.source
-                extra = more_events() if more_events is not None else None
-                events = contents.events
-                if extra is not None and len(extra):
-                    source += f", event log: {len(extra)} events"
-                    events = pd.concat([events, event_rows(extra)], ignore_index=True)
-                users = contents.users
-                values = {u: _user_value(row) for u, *row in
-                          users[list(USER_COLUMNS)].itertuples(index=False, name=None)}  # fmt: skip
-                items = list(values.items())
-                for start in range(0, len(items), WRITE_CHUNK):
-                    r.hset(users_key(gen), mapping=dict(items[start : start + WRITE_CHUNK]))
-                    renew()
-                pipe, pending = r.pipeline(transaction=False), 0
-                by_user: dict[str, list[str]] = {}
-                for seq, (user, item, kind, ts) in enumerate(
-                    events[list(EVENT_COLUMNS)].itertuples(index=False, name=None), start=1
-                ):
-                    by_user.setdefault(user, []).append(_event_value(seq, item, kind, int(ts)))
-                for user, packed in by_user.items():
-                    pipe.rpush(events_key(gen, user), *packed)
-                    pending += len(packed)
-                    if pending >= WRITE_CHUNK:
-                        pipe.execute()
-                        renew()
-                        pending = 0
-                pipe.execute()
-                renew()
-                meta = {"format": str(FORMAT), "key_check": contents.key_check,
-                        "source": source, "generation": gen}  # fmt: skip
-                switch = r.pipeline(transaction=True)
-                switch.hset(META_KEY, mapping=meta)
-                switch.set(SEQ_KEY, len(events))
-                switch.execute()
+                _fill_generation(r, gen, contents, more_events, held)
             except BaseException:
-                _drop_generations(r, keep=old.decode() if old is not None else None)
+                _drop_generations(r, only=gen)
                 raise
-        _drop_generations(r, keep=gen)
+            if old is not None:
+                _drop_generations(r, only=old)
     except _errors() as e:
         raise StoreError(f"online store {where} could not be written ({e})") from e
     return url
 
 
-def _drop_generations(r: Any, keep: str | None) -> None:
-    """Deletes every generation's keys but `keep`'s (the old one after a switch, or the
-    half-written one after a failure)."""
+def _fill_generation(r: Any, gen: str, contents: StoreContents,
+                     more_events: Callable[[], pd.DataFrame] | None, held: Held) -> None:  # fmt: skip
+    """Writes generation `gen` and switches meta to it (under `held`)."""
+    source = contents.source
+    extra = more_events() if more_events is not None else None
+    events = contents.events
+    if extra is not None and len(extra):
+        source += f", event log: {len(extra)} events"
+        events = pd.concat([events, event_rows(extra)], ignore_index=True)
+    rows = contents.users[list(USER_COLUMNS)].itertuples(index=False, name=None)
+    items = [(u, _user_value(tuple(rest))) for u, *rest in rows]
+    for start in range(0, len(items), WRITE_CHUNK):
+        r.hset(users_key(gen), mapping=dict(items[start : start + WRITE_CHUNK]))
+        held.check()
+    by_user: dict[str, list[str]] = {}
+    columns = events[list(EVENT_COLUMNS)].itertuples(index=False, name=None)
+    for seq, (user, item, kind, ts) in enumerate(columns, start=1):
+        by_user.setdefault(user, []).append(_event_value(seq, item, kind, int(ts)))
+    pipe, pending = r.pipeline(transaction=False), 0
+    for user, packed in by_user.items():
+        pipe.rpush(events_key(gen, user), *packed)
+        pending += len(packed)
+        if pending >= WRITE_CHUNK:
+            pipe.execute()
+            held.check()
+            pending = 0
+    pipe.execute()
+    meta = {"format": str(FORMAT), "key_check": contents.key_check, "source": source,
+            "generation": gen}  # fmt: skip
+    pairs = [x for kv in meta.items() for x in kv]
+    if not r.eval(_SWITCH, 3, LOCK_KEY, META_KEY, SEQ_KEY, held.token, len(events), *pairs):
+        held.lost.set()
+        held.check()
+
+
+def _drop_generations(r: Any, keep: str | None = None, only: str | None = None) -> None:
+    """Deletes one generation's keys (`only`), or every generation's but `keep`'s."""
+    pattern = f"{PREFIX}g{only}:*" if only is not None else f"{PREFIX}g[0-9]*"
     mine = f"{PREFIX}g{keep}:" if keep is not None else None
     batch = []
-    for key in r.scan_iter(match=f"{PREFIX}g[0-9]*", count=1000):
-        if mine is None or not key.decode(errors="replace").startswith(mine):
+    for key in r.scan_iter(match=pattern, count=1000):
+        if only is not None or mine is None or not key.decode(errors="replace").startswith(mine):
             batch.append(key)
         if len(batch) >= 1000:
             r.unlink(*batch)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from recfusion.config import Config
-from recfusion.data.event_log import EVENT_LOG_DIR, batch_name, join_log, log_batches, read_log
+from recfusion.data.event_log import EVENT_LOG_DIR, batch_name, join_log, log_batches, read_batches
 from recfusion.data.forget import FORGET_FILE, drop_forgotten, read_forgotten
 from recfusion.data.io import write_json, write_table
 from recfusion.data.schema import TABLES
@@ -58,10 +58,9 @@ def read_inputs(cfg: Config, progress: bool = True) -> dict[str, pd.DataFrame]:
 def read_logged(cfg: Config, folder: Path = EVENT_LOG_DIR) -> LoggedEvents:
     """The event log's batches (none when `ingest.event_log` is off or there is no log)."""
     if not cfg.ingest.event_log:
-        return LoggedEvents(read_log(folder / "none"), ())
-    files = log_batches(folder)
-    names = tuple(batch_name(f, folder) for f in files)
-    return LoggedEvents(read_log(folder), names)
+        return LoggedEvents(read_batches([]), ())
+    files = log_batches(folder)  # one listing: a batch written meanwhile waits for the next run
+    return LoggedEvents(read_batches(files), tuple(batch_name(f, folder) for f in files))
 
 
 def run(cfg: Config, tables: dict[str, pd.DataFrame], forgotten: frozenset[str] = frozenset(),
@@ -71,7 +70,9 @@ def run(cfg: Config, tables: dict[str, pd.DataFrame], forgotten: frozenset[str] 
     counts, event log batches taken in, rows dropped)."""
     taken = {"events": 0, "new_users": 0}
     if logged is not None and len(logged.events):
-        tables, taken = join_log(tables, logged.events)
+        # with the source's own splits, fresh events train the next model (its test set stays)
+        split = "train" if cfg.prepare.split.method == "predefined" else None
+        tables, taken = join_log(tables, logged.events, split)
     tables, dropped = drop_forgotten(tables, forgotten, key)
     source_params = dataclasses.asdict(getattr(cfg.ingest, cfg.ingest.source))
     info = {

@@ -29,6 +29,7 @@ from recfusion.models.dataset import PreparedData, read_prepared
 from recfusion.paths import PREPARED_DIR, RAW_DIR, REPORTS_DIR
 from recfusion.privacy import pseudonym_key
 from recfusion.serving.redis_server import ensure_local
+from recfusion.serving.redis_store import shown
 from recfusion.serving.store import (
     StoreContents,
     materialize,
@@ -59,14 +60,17 @@ def ingested_batches(raw_dir: Path = RAW_DIR) -> tuple[str, ...]:
 
 def write_outputs(cfg: Config, contents: StoreContents, ingested: Collection[str] = (),
                   log_dir: Path = EVENT_LOG_DIR, reports_dir: Path = REPORTS_DIR) -> dict:  # fmt: skip
-    """Fills the store, then replays the event log's batches but the `ingested` ones (read
-    under the store's lock), and writes reports/materialize.json; returns what it records."""
+    """Fills the store, then replays the event log's batches but the `ingested` ones, whose
+    events of users the prepared data lacks are replayed too (read under the store's lock),
+    and writes reports/materialize.json; returns what it records."""
     store = store_target(cfg.serving.store, Path("."))
     if isinstance(store, str):
         ensure_local(store)
-    replay = lambda: read_log(log_dir, skip=ingested)  # noqa: E731
+    known = set(contents.users["user_id"])
+    replay = lambda: read_log(log_dir, skip=ingested, unless_user_in=known)  # noqa: E731
     events = open_store(write_store(contents, store, replay)).count_events()
-    record = {"store": str(cfg.serving.store), "users": len(contents.users),
+    record = {"store": shown(store) if isinstance(store, str) else str(cfg.serving.store),
+              "users": len(contents.users),
               "prepared_events": len(contents.events), "ingested_batches": len(ingested),
               "logged_events": events - len(contents.events)}  # fmt: skip
     write_json(record, reports_dir / "materialize.json")
