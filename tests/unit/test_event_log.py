@@ -45,6 +45,9 @@ def test_logged_events_reach_training_and_the_store_once(tiny_tables, tmp_path: 
     new_row = ingested.tables["users"].set_index("user_id").loc["shopper-new"]
     assert new_row["signup_ts"] == at.tz_localize(None) and pd.isna(new_row["gender"])
     assert ingested.tables["events"]["timestamp"].dt.tz is None  # as the source's, naive UTC
+    assert ingested.tables["events"]["split"].tail(5).isna().all()  # the source has no splits
+    own = {**tiny_tables, "events": events.assign(split="test")}  # a source with its own
+    assert set(ingest.run(cfg, own, logged=taken).tables["events"]["split"].tail(5)) == {"train"}
     assert len(tiny_tables["events"]) == len(events)  # the inputs are not modified
 
     # validation holds nothing of theirs back, and prepare puts their events in the splits

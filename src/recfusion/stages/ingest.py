@@ -70,8 +70,10 @@ def run(cfg: Config, tables: dict[str, pd.DataFrame], forgotten: frozenset[str] 
     counts, event log batches taken in, rows dropped)."""
     taken = {"events": 0, "new_users": 0}
     if logged is not None and len(logged.events):
-        # with the source's own splits, fresh events train the next model (its test set stays)
-        split = "train" if cfg.prepare.split.method == "predefined" else None
+        # a source with its own splits (prepare.split.method: predefined needs a value in
+        # each row): fresh events train the next model, the source's test set stays as it is
+        own = tables["events"].get("split")
+        split = "train" if own is not None and own.notna().any() else None
         tables, taken = join_log(tables, logged.events, split)
     tables, dropped = drop_forgotten(tables, forgotten, key)
     source_params = dataclasses.asdict(getattr(cfg.ingest, cfg.ingest.source))
