@@ -335,21 +335,20 @@ def served_measures(args: argparse.Namespace, store: str) -> dict[str, Any]:
     server started for the copy (recfusion's own starter) and filled by its materialize stage."""
     result: dict[str, Any] = {"store": store}
     ws = copy_workspace(args.workspace, args.workdir / f"default-{store}")
-    redis_url = None
-    if store == "redis":
-        import yaml
-
-        from recfusion.serving.redis_server import ensure_local
-
-        redis_url = f"redis://127.0.0.1:{free_port()}/0"
-        ensure_local(redis_url, ws / "data/online/redis")
-        params = yaml.safe_load((ws / "params.yaml").read_text())
-        params["serving"]["store"] = redis_url
-        (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        t = time.perf_counter()
-        run([sys.executable, "-m", "recfusion.stages.materialize"], ws, tool_env())
-        result["materialize_seconds"] = round(time.perf_counter() - t, 1)
+    redis_url = f"redis://127.0.0.1:{free_port()}/0" if store == "redis" else None
     try:
+        if redis_url is not None:
+            import yaml
+
+            from recfusion.serving.redis_server import ensure_local
+
+            ensure_local(redis_url, ws / "data/online/redis")
+            params = yaml.safe_load((ws / "params.yaml").read_text())
+            params["serving"]["store"] = redis_url
+            (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+            t = time.perf_counter()
+            run([sys.executable, "-m", "recfusion.stages.materialize"], ws, tool_env())
+            result["materialize_seconds"] = round(time.perf_counter() - t, 1)
         result.update(served_parts(args, ws))
     finally:
         if redis_url is not None:
