@@ -27,6 +27,7 @@ from recfusion.fusion import methods  # noqa: E402
 from recfusion.fusion.candidates import source_ranking  # noqa: E402
 from recfusion.fusion.fused import fit_fusion  # noqa: E402
 from recfusion.fusion.period import build_period  # noqa: E402
+from recfusion.fusion.sources import ease_weights  # noqa: E402
 from recfusion.fusion.sub_model_scores import sub_model_scores  # noqa: E402
 from recfusion.logs import setup_logging  # noqa: E402
 from recfusion.metrics.ranking import ndcg_per_user, paired_bootstrap, ranking_metrics  # noqa: E402
@@ -76,7 +77,7 @@ def run_seed(seed: int) -> dict:
 
     def period(seen: list[str], held: list[str]):
         features = sub_model_scores(ranking.model, tag_head, data, encode, usual_hour(data, seen))
-        return build_period(data, seen, held, encode, fitted.item_embeddings, EASE_L2,
+        return build_period(data, seen, held, encode, fitted.item_embeddings, lambda x: ease_weights(x, EASE_L2),
                             PER_SOURCE, model_features=features)  # fmt: skip
 
     val = period(["train"], ["val"])

@@ -253,6 +253,9 @@ class FusionConfig:
     sources: tuple[SourceName, ...]  # candidate sources, see recfusion.fusion.sources
     per_source: int  # candidates each source contributes per user
     ease_l2: float  # L2 weight of the EASE item model
+    ease_dense_max_items: int  # dense EASE up to this many items; above, sparse neighbours
+    ease_head_items: int  # sparse model: EASE on this many most chosen items, co-occurrence beyond
+    ease_neighbours: int  # sparse model: weights kept per item
     stacking: StackingConfig
     cascade: CascadeConfig
 
@@ -423,6 +426,9 @@ RANGES: dict[str, Bound] = {
     "train.search.personal_weights": NON_NEGATIVE,
     "fusion.per_source": AT_LEAST_1,
     "fusion.ease_l2": POSITIVE,  # without it the Gram matrix may not be invertible
+    "fusion.ease_dense_max_items": AT_LEAST_1,
+    "fusion.ease_head_items": AT_LEAST_1,
+    "fusion.ease_neighbours": AT_LEAST_1,
     "fusion.stacking.num_leaves": Bound(2),  # LightGBM needs more than one leaf
     "fusion.stacking.learning_rate": POSITIVE,
     "fusion.stacking.n_estimators": AT_LEAST_1,

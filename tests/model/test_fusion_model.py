@@ -9,6 +9,7 @@ import numpy as np
 
 from recfusion.fusion.fused import FittedFusion, fit_fusion, rank_all, reasons
 from recfusion.fusion.period import build_period
+from recfusion.fusion.sources import ease_fit
 
 
 def test_fit_save_load_rank_and_explain(trained, tmp_path: Path) -> None:
@@ -19,7 +20,7 @@ def test_fit_save_load_rank_and_explain(trained, tmp_path: Path) -> None:
         return tower(x, training=False).numpy()
 
     fc = cfg.fusion
-    val = build_period(data, ["train"], ["val"], encode, fitted.item_embeddings, fc.ease_l2, 30)
+    val = build_period(data, ["train"], ["val"], encode, fitted.item_embeddings, ease_fit(fc), 30)
     fusion = fit_fusion(val, fc, cfg.seed)
     fusion.save(tmp_path / "fusion")
     loaded = FittedFusion.load(tmp_path / "fusion")
@@ -27,7 +28,7 @@ def test_fit_save_load_rank_and_explain(trained, tmp_path: Path) -> None:
     np.testing.assert_allclose(loaded.stack(val), fusion.stack(val))
 
     test = build_period(data, ["train", "val"], ["test"], encode, fitted.item_embeddings,
-                        fc.ease_l2, 30)  # fmt: skip
+                        ease_fit(fc), 30)  # fmt: skip
     no_purchases = [np.array([], dtype=np.int64)] * len(test.candidates.rows)
     ranked = rank_all(test, loaded, fc, data, fitted.item_embeddings, no_purchases, 10)
     seen = data.items_by_user(["train", "val"])

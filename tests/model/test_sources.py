@@ -7,7 +7,7 @@ import numpy as np
 
 from recfusion.fusion.candidates import gather, source_ranking
 from recfusion.fusion.period import fit_sources
-from recfusion.fusion.sources import Source
+from recfusion.fusion.sources import Source, ease_weights
 from recfusion.metrics.ranking import top_k
 from recfusion.models.dataset import History, ModelData
 
@@ -16,7 +16,7 @@ def train_sources(data: ModelData, fitted) -> tuple[History, list[Source]]:
     """Every candidate source fitted on the train split, the two-tower one on `fitted`."""
     tower = fitted.model.user_tower
     fs = fit_sources(data, ["train"], lambda x: tower(x, training=False).numpy(),
-                     fitted.item_embeddings, 100.0)  # fmt: skip
+                     fitted.item_embeddings, lambda x: ease_weights(x, 100.0))  # fmt: skip
     return fs.history, fs.sources
 
 

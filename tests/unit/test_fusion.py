@@ -76,6 +76,59 @@ def test_ease_closed_form_on_a_tiny_matrix() -> None:
     assert scores[1] > scores[2]
 
 
+def planted_blocks(seed: int = 0) -> sp.csr_matrix:
+    """600 users, 240 items in 8 blocks of 30; each user chooses 2-12 items of one block, the
+    block's first 6 items far more often (a head) than the other 24 (its tail)."""
+    rng = np.random.default_rng(seed)
+    weights = np.r_[np.full(6, 0.1), np.full(24, 0.4 / 24)]
+    rows, cols = [], []
+    for u in range(600):
+        block = rng.integers(0, 8)
+        chosen = np.unique(block * 30 + rng.choice(30, size=rng.integers(2, 13), p=weights))
+        rows += [u] * len(chosen)
+        cols += chosen.tolist()
+    return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(600, 240))
+
+
+def test_item_weights_are_dense_ease_up_to_the_threshold_then_sparse() -> None:
+    from recfusion.fusion.sources import (
+        EaseSource,
+        ease_weights,
+        item_to_item_weights,
+        sparse_ease_weights,
+    )
+
+    x = planted_blocks()
+    dense = item_to_item_weights(x, 10.0, dense_max_items=240, head_items=48, neighbours=20)
+    np.testing.assert_array_equal(dense, ease_weights(x, 10.0))
+    sparse = item_to_item_weights(x, 10.0, dense_max_items=239, head_items=48, neighbours=20)
+    assert sp.issparse(sparse) and sparse.shape == (240, 240)
+    assert sparse.getnnz(axis=1).max() <= 40  # EASE's 20 and the tail's 20 at most
+    np.testing.assert_array_equal(sparse.toarray(), sparse_ease_weights(x, 10.0, 48, 20).toarray())
+    # the head (6 items of each block: 48) keeps EASE's strongest neighbours
+    counts = np.asarray(x.getnnz(axis=0)).ravel()
+    head = np.argsort(-counts, kind="stable")[:48]
+    overlap = [len(set(np.argsort(-dense[i])[:5]) & set(sparse[i].indices[
+        np.argsort(-sparse[i].data)[:5]])) / 5 for i in head]  # fmt: skip
+    assert np.mean(overlap) >= 0.8, np.mean(overlap)
+    # a tail item's neighbours are of its own block, as the planted tastes say
+    tail = np.setdiff1d(np.arange(240), head)
+    positive = [sparse[i].indices[sparse[i].data > 0] for i in tail]
+    assert np.mean([np.mean(p // 30 == i // 30) for i, p in zip(tail, positive, strict=True)
+                    if len(p)]) >= 0.95  # fmt: skip
+    # a user who chose one tail item gets their block first, with a reason
+    source = EaseSource(None, sparse)  # type: ignore[arg-type]
+    one = sp.csr_matrix(([1.0], ([0], [tail[0]])), shape=(1, 240), dtype=np.float32)
+
+    class _History:
+        matrix = one
+
+    scores = source.scores(np.array([0]), _History())  # type: ignore[arg-type]
+    assert scores.shape == (1, 240)
+    best = np.argsort(-scores[0])[:10]
+    assert np.all(best // 30 == tail[0] // 30), best
+
+
 @pytest.mark.parametrize("k", [1, 2])
 def test_top_is_sorted_by_fused_score(k: int) -> None:
     c = cands()

@@ -45,6 +45,21 @@ def test_a_package_loads_as_it_was_saved_and_names_no_user(tmp_path: Path) -> No
     assert b"u1" not in text
 
 
+def test_sparse_item_weights_are_saved_as_sparse(tmp_path: Path) -> None:
+    """Above fusion.ease_dense_max_items the ease source's weights are sparse neighbours: saved
+    as ease.npz (CSR), loaded back equal, never densified."""
+    import dataclasses
+
+    import scipy.sparse as sp
+
+    weights = sp.csr_matrix(np.array([[0, 0.5, 0], [0, 0, -0.25], [1, 0, 0]], np.float32))
+    save_package(dataclasses.replace(package(), ease=weights), tmp_path / "package")
+    assert (tmp_path / "package/ease.npz").is_file()
+    assert not (tmp_path / "package/ease.npy").exists()
+    got = load_package(tmp_path / "package").ease
+    assert sp.issparse(got) and (got != weights).nnz == 0
+
+
 def test_a_missing_or_old_package_is_refused_with_what_to_run(tmp_path: Path) -> None:
     with pytest.raises(PackageError, match="run dvc repro"):
         load_package(tmp_path / "nothing")

@@ -17,6 +17,7 @@ import pandas as pd
 
 from recfusion.config import FusionConfig, TagsConfig
 from recfusion.fusion.period import FittedSources, Period, fit_sources
+from recfusion.fusion.sources import ease_fit
 from recfusion.fusion.sub_model_scores import sub_model_scores
 from recfusion.models.dataset import ModelData, PreparedData
 from recfusion.models.export import Retrieval, load_retrieval
@@ -52,7 +53,7 @@ def fit_with_sub_models(fc: FusionConfig, data: ModelData, seen: Sequence[str],
     """The sources fitted on `seen`, with stacking features from the ranking and tag models."""
     encode, items, index = models.retrieval
     features = sub_model_scores(models.ranking, models.tags, data, encode, usual_hour(data, seen))
-    return fit_sources(data, seen, encode, items, fc.ease_l2, fc.sources, features, index)
+    return fit_sources(data, seen, encode, items, ease_fit(fc), fc.sources, features, index)
 
 
 def period(fc: FusionConfig, data: ModelData, seen: list[str], held: list[str],

@@ -15,7 +15,7 @@ import pandas as pd
 
 from recfusion.config import SOURCES
 from recfusion.fusion.candidates import CandidateSet, gather
-from recfusion.fusion.sources import Source, TwoTowerSource, build_sources, ease_weights
+from recfusion.fusion.sources import EaseFit, Source, TwoTowerSource, build_sources
 from recfusion.fusion.stacking import context_features
 from recfusion.models.dataset import History, ModelData, build_history
 from recfusion.models.item_index import ItemIndex
@@ -83,7 +83,7 @@ def fit_sources(
     seen_splits: Sequence[str],
     encode: Callable[[dict], np.ndarray],
     item_embeddings: np.ndarray,
-    ease_l2: float,
+    ease: EaseFit,
     names: Sequence[str] = SOURCES,
     model_features: Callable[[History], Sequence[Callable[[CandidateSet], dict]]] | None = None,
     index: ItemIndex | None = None,
@@ -91,6 +91,7 @@ def fit_sources(
     """Every source in `names` fitted on `seen_splits`.
 
     Args:
+        ease: fits the ease source's weights on the period's interactions (`ease_fit`).
         model_features: given the period's history, functions adding [U, C] stacking features
             from other sub-models (see sub_model_scores.py).
         index: the two-tower source finds its candidates through this index when it is
@@ -101,7 +102,7 @@ def fit_sources(
     """
     history = build_history(data, list(seen_splits))
     counts = np.asarray(history.matrix.sum(axis=0)).ravel()
-    sources = build_sources(names, data, counts, lambda: ease_weights(history.matrix, ease_l2),
+    sources = build_sources(names, data, counts, lambda: ease(history.matrix),
                             lambda: TwoTowerSource(data, encode, item_embeddings, index))  # fmt: skip
     features = list(model_features(history)) if model_features else []
     return FittedSources(data, history, sources, counts, item_days_since_last(data, seen_splits),
@@ -114,7 +115,7 @@ def build_period(
     held_splits: Sequence[str],
     encode: Callable[[dict], np.ndarray],
     item_embeddings: np.ndarray,
-    ease_l2: float,
+    ease: EaseFit,
     per_source: int,
     names: Sequence[str] = SOURCES,
     model_features: Callable[[History], Sequence[Callable[[CandidateSet], dict]]] | None = None,
@@ -124,6 +125,6 @@ def build_period(
     Args:
         model_features: see `fit_sources`.
     """
-    fitted = fit_sources(data, seen_splits, encode, item_embeddings, ease_l2, names,
+    fitted = fit_sources(data, seen_splits, encode, item_embeddings, ease, names,
                          model_features)  # fmt: skip
     return fitted.period(held_splits, per_source)

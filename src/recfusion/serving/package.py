@@ -15,7 +15,8 @@ it takes as long for a log of 10 million events as for one of 100 thousand.
     catalog.npz      the catalogue's model inputs (ItemTable arrays)
     vocab/*.txt      vocabularies; user_id.txt holds pseudonyms
     fitted.npz       positives per item and days since each item was last chosen
-    ease.npy         EASE's [items, items] weights (when `ease` is a fusion source)
+    ease.npy         EASE's [items, items] weights (when `ease` is a fusion source), or
+    ease.npz         its sparse neighbours (CSR) above fusion.ease_dense_max_items items
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from recfusion.config import Config
 from recfusion.data.io import read_table, write_json
 from recfusion.fusion.period import item_days_since_last
-from recfusion.fusion.sources import ease_weights
+from recfusion.fusion.sources import ItemWeights, ease_fit
 from recfusion.models.dataset import ModelData, build_history
 from recfusion.models.inputs import ItemTable, UserTable, Vocab, Vocabularies
 from recfusion.models.ranking_data import usual_hour
@@ -55,7 +57,8 @@ class Package:
     counts: np.ndarray  # [n_items] positives per item in `splits`
     item_age_days: np.ndarray  # [n_items] days since each item was last chosen
     hour: int  # the ranking model's context hour when a request carries none
-    ease: np.ndarray | None  # [n_items, n_items] EASE weights; None when EASE is not a source
+    ease: ItemWeights | None  # [n_items, n_items] EASE weights (dense, or sparse neighbours above
+    # fusion.ease_dense_max_items); None when EASE is not a source
     splits: tuple[str, ...]  # the splits everything above was fitted on
     key_check: str  # `key_check` of the pseudonym key the user vocabulary was made with
 
@@ -75,8 +78,7 @@ def build_package(cfg: Config, data: ModelData, key: bytes,
     """The fitted state of `data` on `splits`, its user vocabulary pseudonymised with `key`."""
     history = build_history(data, list(splits))
     counts = np.asarray(history.matrix.sum(axis=0)).ravel()
-    ease = (ease_weights(history.matrix, cfg.fusion.ease_l2)
-            if "ease" in cfg.fusion.sources else None)  # fmt: skip
+    ease = ease_fit(cfg.fusion)(history.matrix) if "ease" in cfg.fusion.sources else None
     users = Vocab(tuple(key_pseudonym(u, key) for u in data.vocab.user_id.values))
     if len(set(users.values)) != len(users.values):  # 128 bits: never seen, but never silent
         raise ValueError("two users share a pseudonym; use another pseudonym key")
@@ -103,7 +105,9 @@ def save_package(package: Package, out: Path) -> None:
         (out / "vocab" / f"{name}.txt").write_text("".join(f"{v}\n" for v in values),
                                                    encoding="utf-8")  # fmt: skip
     np.savez(out / "fitted.npz", counts=package.counts, item_age_days=package.item_age_days)
-    if package.ease is not None:
+    if package.ease is not None and sp.issparse(package.ease):
+        sp.save_npz(out / "ease.npz", sp.csr_matrix(package.ease), compressed=False)
+    elif package.ease is not None:
         np.save(out / "ease.npy", package.ease)
     write_json({"format": FORMAT, "splits": list(package.splits), "hour": package.hour,
                 "key_check": package.key_check, "items": len(c)}, out / "meta.json")  # fmt: skip
@@ -128,10 +132,13 @@ def load_package(folder: Path) -> Package:
         arrays = np.load(folder / "catalog.npz", allow_pickle=False)
         fitted = np.load(folder / "fitted.npz", allow_pickle=False)
         vocab = Vocabularies.read(folder / "vocab")
-        ease_file = folder / "ease.npy"
+        ease: ItemWeights | None = None
         # read whole (items x items, not the log): memory-mapped, the first requests after a
         # cold start paid for reading it from disk
-        ease = np.load(ease_file, allow_pickle=False) if ease_file.is_file() else None
+        if (folder / "ease.npy").is_file():
+            ease = np.load(folder / "ease.npy", allow_pickle=False)
+        elif (folder / "ease.npz").is_file():
+            ease = sp.load_npz(folder / "ease.npz").tocsr()
     except (OSError, ValueError, KeyError) as e:
         raise PackageError(f"{folder}: {e}; run dvc repro (the package stage)") from e
     catalog = ItemTable(

@@ -287,8 +287,9 @@ class Recommender:
         shared = [
             n for n in cfg.fusion.sources if n != "two_tower"
         ]  # it reads each request's users
+        weights = package.ease
         sources = {s.name: s for s in build_sources(shared, data, package.counts,
-                                                    lambda: np.asarray(package.ease))}  # fmt: skip
+                                                    lambda: weights)}  # fmt: skip
         order = np.argsort(-package.counts, kind="stable")
         popular = order[package.catalog.in_stock[order]]
         log.info("recommender: %d items, fitted on %s, search %s, store %s",
