@@ -534,6 +534,12 @@ def _cross_field_problems(cfg: Config) -> Iterator[str]:
     for key in ("tracking_uri", "experiment", "model_name"):
         if not getattr(cfg.registry, key).strip():
             yield f"key 'registry.{key}' must not be empty"
+    if cfg.fusion.ease_head_items > cfg.fusion.ease_dense_max_items:
+        yield (
+            f"key 'fusion.ease_head_items' ({cfg.fusion.ease_head_items}) must be at most "
+            f"'fusion.ease_dense_max_items' ({cfg.fusion.ease_dense_max_items}): the sparse "
+            "model's head is a dense EASE of that many items"
+        )
     if not cfg.serving.store.strip():
         yield (
             "key 'serving.store' must not be empty (the online store: a SQLite file, or a "

@@ -116,8 +116,15 @@ def test_item_weights_are_dense_ease_up_to_the_threshold_then_sparse() -> None:
     positive = [sparse[i].indices[sparse[i].data > 0] for i in tail]
     assert np.mean([np.mean(p // 30 == i // 30) for i, p in zip(tail, positive, strict=True)
                     if len(p)]) >= 0.95  # fmt: skip
+    # ... and reach its block's head items too (only head-to-head pairs are left to EASE)
+    assert np.mean([np.isin(i // 30 * 30 + np.arange(6), p).any()
+                    for i, p in zip(tail, positive, strict=True)]) >= 0.9  # fmt: skip
     # a user who chose one tail item gets their block first, with a reason
-    source = EaseSource(None, sparse)  # type: ignore[arg-type]
+    from types import SimpleNamespace
+
+    titles = np.array([f"item {i}" for i in range(240)], dtype=object)
+    catalog = SimpleNamespace(titles=titles, item_ids=titles)
+    source = EaseSource(SimpleNamespace(catalog=catalog), sparse)  # type: ignore[arg-type]
     one = sp.csr_matrix(([1.0], ([0], [tail[0]])), shape=(1, 240), dtype=np.float32)
 
     class _History:
@@ -127,6 +134,10 @@ def test_item_weights_are_dense_ease_up_to_the_threshold_then_sparse() -> None:
     assert scores.shape == (1, 240)
     best = np.argsort(-scores[0])[:10]
     assert np.all(best // 30 == tail[0] // 30), best
+    said = source.explain_item(0, int(best[0]), _History())  # type: ignore[arg-type]
+    assert said == f"people who chose 'item {tail[0]}' also chose this"
+    unrelated = int((tail[0] // 30 + 4) % 8 * 30 + 20)  # no weight links it to the history
+    assert source.explain_item(0, unrelated, _History()) == "popular right now"  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("k", [1, 2])

@@ -56,7 +56,9 @@ class LexicalIndex:
             # np.argpartition over an array of mostly tied zeros took 15 ms at 100K items
             # (py-spy: half of a search request); ties by catalogue position
             hits = np.flatnonzero(score > 0)
-            best = hits[np.argsort(-score[hits], kind="stable")[:k]]
+            if len(hits) > k:  # a partition first: a word matching most of the catalogue
+                hits = hits[score[hits] >= -np.partition(-score[hits], k - 1)[k - 1]]
+            best = hits[np.lexsort((hits, -score[hits]))[:k]]
             items[n, : len(best)] = best
             scores[n, : len(best)] = score[best]
         return items, scores
