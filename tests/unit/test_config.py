@@ -281,6 +281,11 @@ def test_ranges_read_as_intervals(key: str, text: str) -> None:
             "validation lets in can be served (got 100 < 256)",
         ),
         (
+            {"fusion": {"ease_head_items": 30000}},
+            "key 'fusion.ease_head_items' (30000) must be at most 'fusion.ease_dense_max_items' "
+            "(20000)",
+        ),
+        (
             {"ingest": {"files": {"columns": {"event": {"uid": "user_id"}}}}},
             "key 'ingest.files.columns.event': unknown table",
         ),
