@@ -29,6 +29,7 @@ from recfusion.models.item_index import ItemIndex
 
 # (row of the user in the batch, catalogue positions) -> the source's scores of those items
 ScoreLookup = Callable[[int, np.ndarray], np.ndarray]
+ITEM_BLOCK = 512  # items whose co-occurrence rows are made at once (sparse_ease_weights)
 
 REASONS = {
     "two_tower": "close to what you liked, such as '{item}'",
@@ -133,11 +134,9 @@ def sparse_ease_weights(train: sp.csr_matrix, l2: float, head_items: int,
     in_head = np.zeros(n, dtype=bool)
     in_head[head] = True
     ease = _keep_largest(sp.csr_matrix(ease_weights(x[:, head].tocsr(), l2)), neighbours)
-    cooc = (x.T @ x).tocsr()  # [n, n] co-occurrence counts
-    cooc.setdiag(0)
-    norms = sp.diags(1.0 / np.sqrt(np.maximum(counts, 1)).astype(np.float32))
-    cosine = sp.csr_matrix(norms @ cooc @ norms)
-    among_head = _keep_largest(cosine[head][:, head], neighbours)
+    inv = (1.0 / np.sqrt(np.maximum(counts, 1))).astype(np.float32)
+    among_head = _keep_largest(_cosine_rows(x[:, head], x[:, head], inv[head], inv[head]),
+                               neighbours)  # fmt: skip
     mass = [
         np.clip(ease[i].data, 0, None).sum() / among_head[i].data.sum()
         for i in range(len(head))
@@ -146,7 +145,11 @@ def sparse_ease_weights(train: sp.csr_matrix, l2: float, head_items: int,
     scale = float(np.median(mass)) if mass else 1.0
     # each row's closest items overall but the head-to-head pairs EASE covers: a head row keeps
     # its tail neighbours, a tail row all of its own (head items included)
-    closest = _keep_largest(cosine, neighbours).tocoo()
+    closest = sp.vstack([
+        _keep_largest(_cosine_rows(x[:, start : start + ITEM_BLOCK], x,
+                                   inv[start : start + ITEM_BLOCK], inv, start), neighbours)
+        for start in range(0, n, ITEM_BLOCK)
+    ]).tocoo()  # fmt: skip
     outside = ~(in_head[closest.row] & in_head[closest.col])
     tail = sp.csr_matrix((closest.data[outside], (closest.row[outside], closest.col[outside])),
                          shape=(n, n))  # fmt: skip
@@ -154,6 +157,19 @@ def sparse_ease_weights(train: sp.csr_matrix, l2: float, head_items: int,
     place = sp.csr_matrix((np.ones(len(head), np.float32), (head, np.arange(len(head)))),
                           shape=(n, len(head)))  # fmt: skip
     return sp.csr_matrix(place @ ease_rows + scale * tail, dtype=np.float32)
+
+
+def _cosine_rows(rows: sp.csc_matrix, cols: sp.csc_matrix, inv_rows: np.ndarray,
+                 inv_cols: np.ndarray, offset: int = 0) -> sp.csr_matrix:  # fmt: skip
+    """Cosine co-occurrence of the items of `rows` ([users, b]) with those of `cols` ([users,
+    m]): [b, m], each item's pair with itself (row r and column offset + r) left out. Made a
+    block of items at a time, so X'X ([n, n], billions of values for long histories) is never
+    whole."""
+    block = sp.csr_matrix(sp.diags(inv_rows) @ (rows.T @ cols) @ sp.diags(inv_cols))
+    block = block.tocoo()
+    other = block.col != block.row + offset
+    return sp.csr_matrix((block.data[other], (block.row[other], block.col[other])),
+                         shape=block.shape)  # fmt: skip
 
 
 def _keep_largest(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
