@@ -266,6 +266,7 @@ class EvaluateConfig:
     bootstrap_samples: int  # resamples of the paired bootstrap
     head_share: float  # long tail: items outside the most popular ones holding this share
     example_users: int  # users whose recommendations and reasons the report shows
+    max_users: int  # evaluate and the gate score at most this many test users (a seeded sample)
 
 
 # --------------------------------------------------------------------------- root
@@ -427,6 +428,7 @@ RANGES: dict[str, Bound] = {
     "fusion.per_source": AT_LEAST_1,
     "fusion.ease_l2": POSITIVE,  # without it the Gram matrix may not be invertible
     "fusion.ease_dense_max_items": AT_LEAST_1,
+    "evaluate.max_users": AT_LEAST_1,
     "fusion.ease_head_items": AT_LEAST_1,
     "fusion.ease_neighbours": AT_LEAST_1,
     "fusion.stacking.num_leaves": Bound(2),  # LightGBM needs more than one leaf

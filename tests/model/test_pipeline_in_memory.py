@@ -21,7 +21,7 @@ from recfusion.config import RANKING_METRICS, with_overrides
 from recfusion.data.schema import SPLITS, TABLES
 from recfusion.evaluation import header
 from recfusion.evaluation.search_report import HISTORY as SEARCH_HISTORY
-from recfusion.fusion.assemble import SubModels
+from recfusion.fusion.assemble import SubModels, period
 from recfusion.models.dataset import build_model_data
 from recfusion.models.export import load_retrieval
 from recfusion.models.tags import TagHead, item_tags, load_frozen_user_tower
@@ -165,6 +165,11 @@ def test_every_stage_runs_in_memory(tiny_tables, tiny_model_data, trained_retrie
     result = evaluation.result
     packaged = f"fusion:{cfg.fusion.method}"
     assert result["packaged"] == packaged and result["test_users"] > 0
+    assert result["test_users_total"] == result["test_users"]  # below evaluate.max_users
+    ci = result["packaged_ndcg@10_interval"]
+    assert (
+        ci["low"] <= result["methods"][packaged]["ndcg@10"] <= ci["high"] and ci["low"] < ci["high"]
+    )
     assert {f"source:{s}" for s in cfg.fusion.sources} < set(result["methods"])
     for name, m in result["methods"].items():
         ranking_only = {k: v for k, v in m.items() if k.split("@")[0] in RANKING_METRICS}
@@ -210,6 +215,11 @@ def test_every_stage_runs_in_memory(tiny_tables, tiny_model_data, trained_retrie
     served = score_recommender(candidate, test, sorted(cfg.evaluate.ks)).overall
     for metric in ("ndcg@10", "recall@10"):
         assert served[metric] == pytest.approx(result["methods"][packaged][metric], abs=1e-4)
+    # evaluate.max_users: evaluate and the gate draw the same test users
+    few = period(cfg.fusion, data, ["train", "val"], ["test"], models, 7, cfg.seed).candidates.rows
+    sampled = build_test_set(prep, data, cfg.evaluate.head_share, 7, cfg.seed)
+    assert len(few) == 7 and list(data.users.user_ids[few]) == list(sampled.user_ids)
+    assert set(sampled.user_ids) < set(test.user_ids)
     live_events_change_the_next_answer(candidate, prep, tmp_path / "store.sqlite",
                                        str(test.user_ids[0]))  # fmt: skip
     other_key = prepared_store(prep, gate.EVAL_HISTORY, b"another key", tmp_path / "other.sqlite")

@@ -76,3 +76,14 @@ def test_paired_bootstrap() -> None:
     assert better["ci_low"] == pytest.approx(0.1) and better["ci_high"] == pytest.approx(0.1)
     with pytest.raises(ValueError, match="same users"):
         paired_bootstrap(a, a[:2])
+
+
+def test_sample_users_is_a_seeded_sorted_subset_and_all_below_the_cap() -> None:
+    from recfusion.metrics.ranking import sample_users
+
+    rows = np.arange(100, 200)
+    assert sample_users(rows, 100, 0) is rows and sample_users(rows, 500, 0) is rows
+    a, b = sample_users(rows, 10, 42), sample_users(rows, 10, 42)
+    assert len(a) == 10 and len(set(a)) == 10 and set(a) <= set(rows)
+    assert a.tolist() == sorted(a.tolist()) and np.array_equal(a, b)  # evaluate = gate
+    assert not np.array_equal(a, sample_users(rows, 10, 43))

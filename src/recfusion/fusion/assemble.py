@@ -57,9 +57,11 @@ def fit_with_sub_models(fc: FusionConfig, data: ModelData, seen: Sequence[str],
 
 
 def period(fc: FusionConfig, data: ModelData, seen: list[str], held: list[str],
-           models: SubModels) -> Period:  # fmt: skip
-    """The candidates of users with positives in `held`, sources fitted on `seen`."""
-    return fit_with_sub_models(fc, data, seen, models).period(held, fc.per_source)
+           models: SubModels, max_users: int | None = None, seed: int = 0) -> Period:  # fmt: skip
+    """The candidates of users with positives in `held` (at most `max_users` of them, drawn
+    with `seed`), sources fitted on `seen`."""
+    fitted = fit_with_sub_models(fc, data, seen, models)
+    return fitted.period(held, fc.per_source, max_users, seed)
 
 
 def purchases(prepared: PreparedData, data: ModelData, splits: Sequence[str], rows: np.ndarray

@@ -17,6 +17,7 @@ from recfusion.config import SOURCES
 from recfusion.fusion.candidates import CandidateSet, gather
 from recfusion.fusion.sources import EaseFit, Source, TwoTowerSource, build_sources
 from recfusion.fusion.stacking import context_features
+from recfusion.metrics.ranking import sample_users
 from recfusion.models.dataset import History, ModelData, build_history
 from recfusion.models.item_index import ItemIndex
 
@@ -64,11 +65,15 @@ class FittedSources:
             extra.update(add(cands))
         return cands, extra
 
-    def period(self, held_splits: Sequence[str], per_source: int) -> Period:
+    def period(self, held_splits: Sequence[str], per_source: int, max_users: int | None = None,
+               seed: int = 0) -> Period:  # fmt: skip
         """Candidates of the users with positives in `held_splits` (their history excluded),
-        and those positives as the relevant items."""
+        and those positives as the relevant items; at most `max_users` of them, drawn with
+        `seed` (metrics.ranking.sample_users)."""
         held = self.data.items_by_user(list(held_splits))
         rows = np.array(sorted(held), dtype=np.int64)
+        if max_users is not None:
+            rows = sample_users(rows, max_users, seed)
         candidates, extra = self.candidates(rows, self.seen(rows), per_source)
         return Period(self.history, self.sources, candidates, [held[int(r)] for r in rows], extra)
 

@@ -124,3 +124,13 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0,
     lo, hi = np.percentile(means, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
     return {"mean_diff": float(diff.mean()), "ci_low": float(lo), "ci_high": float(hi),
             "level": level, "users": int(len(diff))}  # fmt: skip
+
+
+def sample_users(rows: np.ndarray, max_users: int, seed: int) -> np.ndarray:
+    """At most `max_users` of `rows`, drawn without replacement with `seed` and returned sorted
+    (all of `rows` when there are no more): evaluate and the gate draw the same test users
+    from the same sorted rows."""
+    if len(rows) <= max_users:
+        return rows
+    chosen = np.random.default_rng(seed).choice(len(rows), size=max_users, replace=False)
+    return rows[np.sort(chosen)]

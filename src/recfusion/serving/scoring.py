@@ -20,7 +20,7 @@ from recfusion.evaluation.slices import (
     summarise_slices,
     user_groups,
 )
-from recfusion.metrics.ranking import mean_metrics, per_user_metrics
+from recfusion.metrics.ranking import mean_metrics, per_user_metrics, sample_users
 from recfusion.models.dataset import ModelData, PreparedData, build_history
 from recfusion.serving.recommender import Recommender
 
@@ -42,9 +42,14 @@ class Scores:
     slice_per_user: dict[str, np.ndarray]  # slice of `slices` -> its users' NDCG@10, paired too
 
 
-def build_test_set(prepared: PreparedData, data: ModelData, head_share: float) -> TestSet:
+def build_test_set(prepared: PreparedData, data: ModelData, head_share: float,
+                   max_users: int | None = None, seed: int = 0) -> TestSet:  # fmt: skip
+    """The test users (at most `max_users`, the same draw as the evaluate stage's) with their
+    held-out items, slices and the long tail."""
     held = data.items_by_user(["test"])
     rows = np.array(sorted(held), dtype=np.int64)
+    if max_users is not None:
+        rows = sample_users(rows, max_users, seed)
     counts = np.asarray(build_history(data, ["train", "val"]).matrix.sum(axis=0)).ravel()
     return TestSet(data.users.user_ids[rows].astype(str), [held[int(r)] for r in rows],
                    user_groups(prepared, data, rows), long_tail_items(counts, head_share),

@@ -110,6 +110,8 @@ def evaluate_all(cfg: Config, prepared: PreparedData, data: ModelData, test: Per
         for n in rankings if n.startswith("fusion:")
     }  # fmt: skip
     packaged = f"fusion:{cfg.fusion.method}"
+    own = ndcg_per_user(rankings[packaged][:, :10], rel, 10)  # its interval over these users
+    interval = paired_bootstrap(own, np.zeros_like(own), cfg.evaluate.bootstrap_samples, cfg.seed)
     examples = []
     for u in range(min(cfg.evaluate.example_users, len(c.rows))):
         items = rankings[packaged][u, :10]
@@ -122,6 +124,8 @@ def evaluate_all(cfg: Config, prepared: PreparedData, data: ModelData, test: Per
             ],
         })  # fmt: skip
     return {"packaged": packaged, "best_source": best, "test_users": len(c.rows),
+            "packaged_ndcg@10_interval": {"low": interval["ci_low"], "high": interval["ci_high"],
+                                          "level": interval["level"]},
             "methods": methods, "slices": slices, "bootstrap_vs_best_source": bootstrap,
             "examples": examples}  # fmt: skip
 
@@ -199,8 +203,17 @@ def write_html(result: dict, ranking: dict | None, ks: list[int], header: str, p
     if "search" in result:
         sections.append(search_section(result["search"]))
     sections.append((f"Example recommendations of {packaged}, with reasons", examples))
+    total = result.get("test_users_total", result["test_users"])
+    sampled = (
+        f" (a seeded sample of the {total} with test items, evaluate.max_users)"
+        if total > result["test_users"]
+        else ""
+    )
+    ci = result["packaged_ndcg@10_interval"]
     note = (
-        f"{result['test_users']} test users; each user's train and validation items are "
+        f"{result['test_users']} test users{sampled}; {packaged} NDCG@10 "
+        f"{result['methods'][packaged]['ndcg@10']:.4f}, {ci['level']:.0%} bootstrap interval "
+        f"[{ci['low']:.4f}, {ci['high']:.4f}] over these users; each user's train and validation items are "
         "excluded from the rankings. Sources and methods are ranked on the same users. "
         "Highlighted: the best value of each column (the smallest where lower is better: log "
         "loss, calibration error, RMSE, MAE, gaps)."
@@ -242,9 +255,11 @@ def read_inputs(cfg: Config, prepared_dir: Path = PREPARED_DIR, models_dir: Path
 def run(cfg: Config, inputs: EvaluateInputs) -> Evaluation:
     """Every source and method on the test period, the ranking heads and search."""
     data = inputs.data
-    test = period(cfg.fusion, data, ["train", "val"], ["test"], inputs.models)
+    test = period(cfg.fusion, data, ["train", "val"], ["test"], inputs.models,
+                  cfg.evaluate.max_users, cfg.seed)  # fmt: skip
     result = evaluate_all(cfg, inputs.prepared, data, test, inputs.fusion,
                           inputs.models.retrieval.items, inputs.pseudonym_key)  # fmt: skip
+    result["test_users_total"] = len(data.items_by_user(["test"]))
     ranking = inputs.ranking_report
     if ranking:
         result["ranking_heads"] = {h: {k: v for k, v in r.items() if k != "calibration"}

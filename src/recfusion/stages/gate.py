@@ -171,7 +171,8 @@ def read_inputs(cfg: Config, tmp: Path, root: Path = ROOT) -> GateInputs:
     name = reg["model_name"]
     champion_version = holder(client, name, "production")
     prepared = read_prepared(root / PREPARED_DIR)
-    test = build_test_set(prepared, build_model_data(prepared, cfg.train), cfg.evaluate.head_share)
+    test = build_test_set(prepared, build_model_data(prepared, cfg.train), cfg.evaluate.head_share,
+                          cfg.evaluate.max_users, cfg.seed)  # fmt: skip
     env = {**os.environ, "MLFLOW_TRACKING_URI": rc.tracking_uri}
     sample = [*test.user_ids[: max(1, g.sample_requests - 1)].tolist(), PROBE_UNKNOWN_USER]
     infra = probe(reg["registered_uri"], sample, g.sample_requests, env)
