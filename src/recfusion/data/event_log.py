@@ -39,9 +39,13 @@ def batch_name(path: Path, folder: Path = EVENT_LOG_DIR) -> str:
 
 def read_batches(files: Sequence[Path]) -> pd.DataFrame:
     """The events of these log files, in their order, with LOG_COLUMNS (empty when none)."""
-    if not files:
+    return _concat([pd.read_parquet(f) for f in files])
+
+
+def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    if not parts:
         return pd.DataFrame({c: [] for c in LOG_COLUMNS})
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    return pd.concat(parts, ignore_index=True)
 
 
 def read_log(folder: Path = EVENT_LOG_DIR, skip: Collection[str] = (),
@@ -58,9 +62,7 @@ def read_log(folder: Path = EVENT_LOG_DIR, skip: Collection[str] = (),
         elif unless_user_in is not None:
             rows = pd.read_parquet(f)
             parts.append(rows[~rows["user_id"].astype(str).isin(set(unless_user_in))])
-    if not parts:
-        return pd.DataFrame({c: [] for c in LOG_COLUMNS})
-    return pd.concat(parts, ignore_index=True)
+    return _concat(parts)
 
 
 def join_log(tables: dict[str, pd.DataFrame], logged: pd.DataFrame, split: str | None = None

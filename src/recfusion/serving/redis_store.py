@@ -11,9 +11,10 @@ as the SQLite store (serving/store.py), kept in a Redis server that every replic
   as SQLite's single writer does: an append's event-log write happens under it, and a refill
   reads the event log under it, so no accepted event is lost or counted twice.
 
-A refill writes a new generation beside the old one and switches `meta.generation` in one
-MULTI/EXEC, then deletes the old: a reader sees the old contents or the new, never a mix (a
-lookup reads the generation and the rows in one transaction and retries if it changed).
+A refill writes a new generation beside the old one, switches `meta.generation` to it in one
+Lua step that first checks it still holds the lock, then deletes the old: a reader sees the old
+contents or the new, never a mix (a lookup reads the generation and the rows in one MULTI/EXEC
+and retries if it changed).
 
 Why not Feast: see docs/serving.md (its online store keeps the latest value per key; the model
 reads each user's ordered event list).
@@ -49,9 +50,9 @@ LOCK_TTL_MS = 30_000  # a writer that dies frees the lock after this (a live one
 WRITE_TIMEOUT_S = 10.0  # how long a writer waits for the lock (as the SQLite store's timeout)
 WRITE_CHUNK = 5_000  # values per pipelined round trip while refilling
 LOOKUP_RETRIES = 5  # a lookup that raced a refill's switch reads again
-# frees the lock only when this writer still holds it (its token), in one step
 META_KEY, LOCK_KEY, SEQ_KEY = PREFIX + "meta", PREFIX + "lock", PREFIX + "seq"
 LAST_GENERATION_KEY = PREFIX + "last_generation"
+# frees (renews) the lock only when this writer still holds it (its token), in one step
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
 _RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
           "return redis.call('pexpire', KEYS[1], ARGV[2]) end")  # fmt: skip
@@ -181,7 +182,7 @@ class RedisStore:
         self.location = shown(url)
         self._redis = client(url)
         try:
-            meta = {k.decode(): v.decode() for k, v in self._redis.hgetall(self._meta).items()}
+            meta = {k.decode(): v.decode() for k, v in self._redis.hgetall(META_KEY).items()}
         except _errors() as e:
             raise StoreError(f"online store {self.location} cannot be reached ({e}): start "
                              "Redis (`recfusion store-server` for a local one), or set "
@@ -196,11 +197,8 @@ class RedisStore:
         self.key_check = meta.get("key_check", "")
         self.source = meta.get("source", "")
 
-    _meta = META_KEY
-    _seq = SEQ_KEY
-
     def _generation(self) -> str:
-        gen = self._redis.hget(self._meta, "generation")
+        gen = self._redis.hget(META_KEY, "generation")
         if gen is None:
             raise StoreError(f"online store {self.location} was emptied: run `dvc repro`")
         return gen.decode()
@@ -212,7 +210,7 @@ class RedisStore:
             for _ in range(LOOKUP_RETRIES):
                 gen = self._generation()
                 pipe = self._redis.pipeline(transaction=True)
-                pipe.hget(self._meta, "generation")
+                pipe.hget(META_KEY, "generation")
                 if ids:
                     pipe.hmget(users_key(gen), ids)
                 for user in ids:
@@ -255,7 +253,7 @@ class RedisStore:
                     then()
                 held.check()  # still ours: no refill started meanwhile
                 gen = self._generation()
-                last = int(self._redis.incrby(self._seq, len(rows)))
+                last = int(self._redis.incrby(SEQ_KEY, len(rows)))
                 pipe = self._redis.pipeline(transaction=True)
                 for seq, (user, item, kind, ts) in enumerate(
                     rows[list(EVENT_COLUMNS)].itertuples(index=False, name=None),
@@ -291,13 +289,10 @@ class RedisStore:
         """How many events the store holds (a scan over the users' lists)."""
         try:
             gen = self._generation()
-            total = 0
             pipe = self._redis.pipeline(transaction=False)
-            keys = list(self._redis.scan_iter(match=events_key(gen, "*"), count=1000))
-            for key in keys:
+            for key in self._redis.scan_iter(match=events_key(gen, "*"), count=1000):
                 pipe.llen(key)
-            for n in pipe.execute():
-                total += int(n)
+            total = sum(int(n) for n in pipe.execute())
         except _errors() as e:
             raise StoreError(f"online store {self.location}: {e}") from e
         return total

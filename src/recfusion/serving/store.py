@@ -325,20 +325,29 @@ def open_store(target: str | Path) -> WritableStore:
     return SqliteStore(target)
 
 
-def open_configured(spec: str, project: Path) -> WritableStore:
-    """The store a `serving.store` value names, relative to `project` (the folder of
-    params.yaml); a Redis on this machine is started first when none answers
-    (serving/redis_server.py).
+def ready_target(spec: str, project: Path) -> str | Path:
+    """`store_target` of a `serving.store` value, with a Redis on this machine started first
+    when none answers (serving/redis_server.py).
 
     Raises:
-        StoreError: it does not exist or cannot be read or started.
+        StoreError: redis-server is missing or did not start.
     """
     target = store_target(spec, project)
     if isinstance(target, str):
         from recfusion.serving.redis_server import REDIS_DIR, ensure_local
 
         ensure_local(target, project / REDIS_DIR)
-    return open_store(target)
+    return target
+
+
+def open_configured(spec: str, project: Path) -> WritableStore:
+    """The store a `serving.store` value names, relative to `project` (the folder of
+    params.yaml), its local Redis started when needed (`ready_target`).
+
+    Raises:
+        StoreError: it does not exist or cannot be read or started.
+    """
+    return open_store(ready_target(spec, project))
 
 
 def prepared_store(prepared: PreparedData, splits: Sequence[str], key: bytes,

@@ -28,13 +28,12 @@ from recfusion.data.schema import SPLITS
 from recfusion.models.dataset import PreparedData, read_prepared
 from recfusion.paths import PREPARED_DIR, RAW_DIR, REPORTS_DIR
 from recfusion.privacy import pseudonym_key
-from recfusion.serving.redis_server import ensure_local
 from recfusion.serving.redis_store import shown
 from recfusion.serving.store import (
     StoreContents,
     materialize,
     open_store,
-    store_target,
+    ready_target,
     write_store,
 )
 from recfusion.stages.entry import guarded, stage_config
@@ -63,9 +62,7 @@ def write_outputs(cfg: Config, contents: StoreContents, ingested: Collection[str
     """Fills the store, then replays the event log's batches but the `ingested` ones, whose
     events of users the prepared data lacks are replayed too (read under the store's lock),
     and writes reports/materialize.json; returns what it records."""
-    store = store_target(cfg.serving.store, Path("."))
-    if isinstance(store, str):
-        ensure_local(store)
+    store = ready_target(cfg.serving.store, Path("."))
     known = set(contents.users["user_id"])
     replay = lambda: read_log(log_dir, skip=ingested, unless_user_in=known)  # noqa: E731
     events = open_store(write_store(contents, store, replay)).count_events()
