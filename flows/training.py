@@ -9,6 +9,7 @@ experiment named after the flow run (`dvc exp show`, `dvc exp apply NAME` to rep
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -19,16 +20,19 @@ from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
-from recfusion.config import FusionMethod, IngestSource
+from recfusion.config import FusionMethod, IngestSource, load_config
 from recfusion.config_parse import read_yaml
 from recfusion.data.io import read_json
+from recfusion.models.workers import local_hosts, worker_env
 from recfusion.orchestration import reports
 from recfusion.orchestration.dvc_stage import (
+    StageFailed,
     pipeline_lock,
     pipeline_stages,
     project_dir,
     run_stage,
     stage_env,
+    stage_is_stale,
 )
 from recfusion.orchestration.overrides import (
     changed_only,
@@ -39,15 +43,80 @@ from recfusion.orchestration.overrides import (
 
 # where a retry can help: reading input files, the tracking store
 RETRIES = {"ingest": 1, "register": 2, "gate": 2}
+# the stages `train.distribute: multi_worker` runs as several processes, one task each
+MULTI_WORKER_STAGES = ("train_retrieval", "train_ranking")
+WORKER_GRACE_SECONDS = 60
 SKIPPED = "Skipped"  # the state name of a stage DVC found up to date
 MLFLOW_UI = os.environ.get("RECFUSION_MLFLOW_UI", "http://127.0.0.1:5000")
 
 
+@task(cache_policy=NONE, task_run_name="{name} worker {index}")
+def stage_worker(root: Path, name: str, index: int, env: dict[str, str],
+                 chief: dict[str, threading.Event]) -> None:  # fmt: skip
+    """Worker `index` of a multi-worker training stage (`env` holds its TF_CONFIG), beside the
+    chief that DVC runs. A worker that fails stops the chief (`chief["abort"]`: it would wait
+    for the worker forever). Once the chief has ended (`chief["done"]`), a worker still running
+    gets WORKER_GRACE_SECONDS to finish, then is stopped (a chief that failed before the
+    cluster formed would leave it waiting forever); none when DVC did not run the stage
+    (`chief["skipped"]`: it restored the outputs from its run cache), which is no failure."""
+    logger = get_run_logger()
+    cmd = [sys.executable, "-m", f"recfusion.stages.{name}"]
+    with subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:  # fmt: skip
+
+        def stop_after_chief() -> None:
+            chief["done"].wait()
+            try:
+                proc.wait(timeout=0 if chief["skipped"].is_set() else WORKER_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+        threading.Thread(target=stop_after_chief, daemon=True).start()
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip():
+                logger.info(line.rstrip())
+        code = proc.wait()
+    if code != 0 and chief["skipped"].is_set():
+        logger.info("DVC did not run %s (its outputs came from the run cache): worker stopped",
+                    name)  # fmt: skip
+    elif code != 0:
+        chief["abort"].set()
+        raise StageFailed(f"stage '{name}' worker {index} failed (exit {code})")
+
+
+def run_multi_worker(root: Path, name: str, env: dict[str, str], workers: int) -> State:
+    """A training stage with `train.distribute: multi_worker`: one Prefect task per worker.
+    The chief is the DVC task (it writes the outputs dvc.lock records); workers 1.. run the
+    stage's module with their TF_CONFIG on 127.0.0.1, started only when DVC will run it."""
+    if not stage_is_stale(root, name, env):
+        return stage(root, name, env, return_state=True)
+    hosts = local_hosts(workers)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    chief = {"done": threading.Event(), "abort": threading.Event(), "skipped": threading.Event()}
+    futures = [stage_worker.submit(root, name, i, {**env, **worker_env(hosts, i, threads)},
+                                   chief) for i in range(1, workers)]  # fmt: skip
+    state = None
+    try:
+        state = stage(root, name, {**env, **worker_env(hosts, 0, threads)}, chief["abort"],
+                      return_state=True)  # fmt: skip
+    finally:
+        if state is not None and state.name == SKIPPED:
+            chief["skipped"].set()
+        chief["done"].set()
+    for future in futures:
+        future.wait()
+    failed = [f.state for f in futures if not f.state.is_completed()]
+    return failed[0] if state.is_completed() and failed else state
+
+
 @task(cache_policy=NONE, task_run_name="{name}")
-def stage(root: Path, name: str, env: dict[str, str]) -> bool | State:
+def stage(root: Path, name: str, env: dict[str, str],
+          abort: threading.Event | None = None) -> bool | State:  # fmt: skip
     """One pipeline stage through DVC; its output streams into the task's log. A stage DVC
-    found up to date ends in a Completed state named Skipped (the UI shows it as such)."""
-    if run_stage(root, name, env, get_run_logger().info):
+    found up to date ends in a Completed state named Skipped (the UI shows it as such).
+    Setting `abort` stops it."""
+    if run_stage(root, name, env, get_run_logger().info, abort):
         return True
     return Completed(name=SKIPPED, message="up to date: DVC found no changed dependency",
                      data=False)  # fmt: skip
@@ -144,7 +213,11 @@ def training(
         for name in pipeline_stages(root / "dvc.yaml"):
             task_ = stage.with_options(retries=RETRIES.get(name, 0), retry_delay_seconds=5)
             start = time.monotonic()
-            state = task_(root, name, env, return_state=True)
+            train = load_config(root / "params.yaml").train
+            if name in MULTI_WORKER_STAGES and train.distribute == "multi_worker":
+                state = run_multi_worker(root, name, env, train.workers)
+            else:
+                state = task_(root, name, env, return_state=True)
             status = ("failed" if not state.is_completed()
                       else "skipped" if state.name == SKIPPED else "ran")  # fmt: skip
             outcomes.append((name, status, time.monotonic() - start))

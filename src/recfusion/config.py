@@ -221,6 +221,8 @@ class SearchConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     device: Literal["auto", "cpu", "gpu"]  # auto: GPUs when present (MirroredStrategy), else CPU
+    distribute: Literal["none", "mirrored", "multi_worker"]  # one device | all local | processes
+    workers: int  # multi_worker without TF_CONFIG: processes started on 127.0.0.1
     positive_events: tuple[EventType, ...]  # event types that count as a user choosing an item
     history_len: int  # recent items in the user tower's history feature
     max_title_tokens: int  # title (and genre) tokens per item in the item tower
@@ -430,6 +432,7 @@ RANGES: dict[str, Bound] = {
     "fusion.ease_dense_max_items": AT_LEAST_1,
     "evaluate.max_users": AT_LEAST_1,
     "fusion.ease_head_items": AT_LEAST_1,
+    "train.workers": AT_LEAST_1,
     "fusion.ease_neighbours": AT_LEAST_1,
     "fusion.stacking.num_leaves": Bound(2),  # LightGBM needs more than one leaf
     "fusion.stacking.learning_rate": POSITIVE,

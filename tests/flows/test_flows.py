@@ -306,3 +306,35 @@ def test_a_reviewer_s_resume_is_not_lost_while_a_training_run_writes(project: Pa
     must be accepted: Prefect's plain server answered some of them 503 "database is locked"."""
     answers = resume_while_others_write(os.environ["RECFUSION_TEST_PREFECT_API"])
     assert answers == [(201, "ACCEPT")] * len(answers), answers
+
+
+def test_a_multi_worker_stage_runs_one_task_per_worker(project: Path, trained_workspace,
+                                                       tmp_path: Path) -> None:  # fmt: skip
+    """train_retrieval with `train.distribute: multi_worker` through the training flow's
+    tasks: the DVC task is the chief, a second task runs worker 1, and dvc.lock records the
+    run (DVC finds the stage up to date afterwards)."""
+    from flows.training import run_multi_worker
+    from prefect import flow
+
+    from recfusion.orchestration.dvc_stage import stage_env, stage_is_stale
+
+    dest = copy_workspace(trained_workspace[0], tmp_path)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["train"].update(distribute="multi_worker", workers=2)
+    params["train"]["retrieval"]["epochs"] = 2
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**stage_env(), "RECFUSION_PROJECT_DIR": str(dest)}
+    assert stage_is_stale(dest, "train_retrieval", env)
+
+    @flow(name="multi-worker-stage")
+    def one_stage():
+        return run_multi_worker(dest, "train_retrieval", env, 2)
+
+    state = one_stage(return_state=True)
+    assert state.is_completed(), state.message
+    tasks = asyncio.run(task_states(state.state_details.flow_run_id))
+    assert tasks == {"train_retrieval": "Completed", "train_retrieval worker 1": "Completed"}
+    report = json.loads((dest / "reports/retrieval.json").read_text())
+    assert report["devices"]["strategy"] == "MultiWorkerMirroredStrategy"
+    assert report["devices"]["workers"] == 2
+    assert not stage_is_stale(dest, "train_retrieval", env)

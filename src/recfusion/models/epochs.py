@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recfusion.models.devices import multi_worker
 from recfusion.models.tf_setup import keras, tf
 
 log = logging.getLogger(__name__)
@@ -66,20 +68,24 @@ class EpochCheckpoints:
     identically (`train_epochs`), and writes them again.
     """
 
-    def __init__(self, model: keras.Model, folder: Path) -> None:
+    def __init__(self, model: keras.Model, folder: Path, scratch: Path | None = None) -> None:
+        """`scratch`: where a worker other than the chief of a multi-worker run writes (every
+        worker saves, only the chief's are kept); it reads the chief's `folder`."""
         # outside any strategy scope: a plain variable, saved and restored with the weights
         self.selection = tf.Variable("", dtype=tf.string, trainable=False)
         latest = tf.train.Checkpoint(
             model=model, optimizer=model.optimizer, selection=self.selection
         )
-        self.manager = tf.train.CheckpointManager(latest, str(folder / "latest"), max_to_keep=1)
+        self.folder, writes = folder, scratch or folder
+        self.manager = tf.train.CheckpointManager(latest, str(writes / "latest"), max_to_keep=1)
         self.best = tf.train.Checkpoint(model=model)
-        self.best_path = str(folder / "best" / "weights")
+        self.best_path = str(writes / "best" / "weights")
+        self.wrote_best = False
 
     def restore(self) -> Selection | None:
         """Restores the model and optimizer to the last finished epoch and returns the selection
         state then; None when no epoch has finished."""
-        path = self.manager.latest_checkpoint
+        path = tf.train.latest_checkpoint(str(self.folder / "latest"))
         if path is None:
             return None
         self.manager.checkpoint.restore(path).assert_existing_objects_matched()
@@ -88,12 +94,16 @@ class EpochCheckpoints:
     def save(self, selection: Selection, improved: bool) -> None:
         if improved:
             self.best.write(self.best_path)
+            self.wrote_best = True
         self.selection.assign(json.dumps(dataclasses.asdict(selection)))
         self.manager.save()
 
     def restore_best(self, selection: Selection) -> None:
+        """The best epoch's weights: this run's, else (its best epoch came before a resume)
+        the chief folder's, which nothing writes now, as no worker found a better epoch."""
         if selection.best_epoch > 0:
-            self.best.read(self.best_path).expect_partial()
+            path = self.best_path if self.wrote_best else str(self.folder / "best" / "weights")
+            self.best.read(path).expect_partial()
 
 
 def train_epochs(
@@ -139,16 +149,52 @@ def train_epochs(
     Returns:
         The selection state after the last epoch.
     """
-    checkpoints = EpochCheckpoints(model, folder)
+    with tempfile.TemporaryDirectory(prefix="recfusion-worker-ckpt-") as scratch:
+        kept = model.distribute_strategy.extended.should_checkpoint
+        checkpoints = EpochCheckpoints(model, folder, None if kept else Path(scratch))
+        return epoch_loop(model, selection, checkpoints, epoch_batches, measure, epochs, patience,
+                          seed, name, random_step, validation_data)  # fmt: skip
+
+
+def agreed(entry: dict[str, float], strategy: tf.distribute.Strategy) -> dict[str, float]:
+    """`entry` averaged over the workers of a multi-worker run, so every worker makes the same
+    selection and stopping decisions whatever rounding its own evaluation met (one that stopped
+    alone would leave the others waiting); unchanged in a single process."""
+    if not multi_worker(strategy):
+        return entry
+    keys = sorted(entry)
+    values = tf.constant([entry[k] for k in keys], dtype=tf.float64)
+    local = strategy.experimental_distribute_values_from_function(lambda _: values)
+    mean = strategy.reduce(tf.distribute.ReduceOp.MEAN, local, axis=None).numpy()
+    return {k: float(v) for k, v in zip(keys, mean, strict=True)}
+
+
+def epoch_loop(
+    model: keras.Model,
+    selection: Selection,
+    checkpoints: EpochCheckpoints,
+    epoch_batches: Callable[[int], tf.data.Dataset],
+    measure: Callable[[dict[str, float]], dict[str, float]],
+    epochs: int,
+    patience: int,
+    seed: int,
+    name: str,
+    random_step: bool,
+    validation_data: tf.data.Dataset | None,
+) -> Selection:
+    """`train_epochs`' loop over `checkpoints`."""
     restored = checkpoints.restore()
     if restored is not None:
         selection = restored
-        log.info(
-            "%s: resuming after epoch %d from %s",
-            name,
-            len(selection.history),
-            checkpoints.manager.latest_checkpoint,
-        )
+        log.info("%s: resuming after epoch %d from %s", name, len(selection.history),
+                 checkpoints.folder / "latest")  # fmt: skip
+    done = float(len(selection.history))
+    seen = agreed({"epochs": done, "squared": done * done}, model.distribute_strategy)
+    if seen["squared"] - seen["epochs"] ** 2 > 1e-6:  # the workers' epoch counts differ
+        raise ValueError(f"{name}: the workers resumed from different epochs (this one from "
+                         f"{int(done)}); the non-chief workers read the chief's checkpoint "
+                         f"folder {checkpoints.folder}: put it on a filesystem every worker "
+                         "shares, or delete it to start again")  # fmt: skip
     while len(selection.history) < epochs and selection.wait < patience:
         epoch = len(selection.history)
         t = time.perf_counter()
@@ -161,7 +207,8 @@ def train_epochs(
             epochs=epoch + 1,
             verbose=0,
         )
-        entry = measure({k: float(v[-1]) for k, v in fit.history.items()})
+        entry = agreed(measure({k: float(v[-1]) for k, v in fit.history.items()}),
+                       model.distribute_strategy)  # fmt: skip
         improved = selection.record(entry)
         checkpoints.save(selection, improved)
         # logged once the epoch's checkpoint is written (tests/model/test_resume.py waits for it)

@@ -33,6 +33,7 @@ from recfusion.models.tf_setup import keras, tf, tfrs
 from recfusion.models.towers import TowerSizes, masked_mean
 
 log = logging.getLogger(__name__)
+SUM = keras.losses.Reduction.SUM
 # (user rows [U], catalogue positions [U, C], -1 = empty slot) -> head -> [U, C] outputs
 HeadScorer = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
 
@@ -69,8 +70,10 @@ class RankingModel(tfrs.Model):
         self.head_layers = {h: keras.layers.Dense(1, name=f"head_{h}") for h in heads}
         self.tasks = {
             h: tfrs.tasks.Ranking(
-                loss=keras.losses.MeanSquaredError() if h == "rating"
-                else keras.losses.BinaryCrossentropy(from_logits=True),
+                # summed here, divided by the global batch in compute_loss (what a
+                # distribution strategy needs; in one process the same as the batch mean)
+                loss=keras.losses.MeanSquaredError(reduction=SUM) if h == "rating"
+                else keras.losses.BinaryCrossentropy(from_logits=True, reduction=SUM),
                 metrics=[keras.metrics.RootMeanSquaredError(name=f"{h}_rmse")] if h == "rating"
                 else [keras.metrics.AUC(from_logits=True, name=f"{h}_auc")],
             )
@@ -109,10 +112,17 @@ class RankingModel(tfrs.Model):
     def compute_loss(self, inputs, training: bool = False) -> tf.Tensor:
         features, labels, weights = inputs
         outputs = self(features, training=training)
+        # every replica's loss is its sum over the global batch (the strategy sums the replicas'
+        # gradients); a replica may hold fewer examples than another, or none
+        batch = tf.cast(tf.shape(labels[self.heads[0]])[0], tf.float32)
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            batch = context.all_reduce(tf.distribute.ReduceOp.SUM, batch)
         return tf.add_n([
             # losses reduce the last axis: give them [batch, 1]
-            self.tasks[h](labels[h][:, None], outputs[h][:, None], sample_weight=weights[h],
-                          training=training)
+            tf.math.divide_no_nan(self.tasks[h](labels[h][:, None], outputs[h][:, None],
+                                                sample_weight=weights[h], training=training),
+                                  batch)
             for h in self.heads
         ])  # fmt: skip
 

@@ -7,11 +7,15 @@ A file lock keeps two orchestrated runs out of one checkout; DVC's own lock also
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -87,8 +91,57 @@ def stage_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
             **(extra or {})}  # fmt: skip
 
 
-def run_stage(root: Path, name: str, env: Mapping[str, str], log: Callable[[str], None]) -> bool:
-    """Runs stage `name` through DVC, passing every output line to `log` as it comes.
+def descendants(pid: int) -> list[int]:
+    """The processes below `pid` (children first; Linux /proc), so that stopping DVC stops the
+    stage it runs too; elsewhere none."""
+    found: list[int] = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError, ValueError):
+            for child in map(int, children.read_text().split()):
+                found += [child, *descendants(child)]
+    return found
+
+
+def stop(proc: subprocess.Popen, signals: Sequence[tuple[int, float]]) -> None:
+    """Sends each signal in turn to `proc` and the processes below it, waiting up to its
+    seconds for `proc` to end before the next."""
+    for sig, grace in signals:
+        for pid in [*descendants(proc.pid), proc.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
+            return
+
+
+def stop_on(abort: threading.Event, proc: subprocess.Popen) -> None:
+    """Stops `proc` and what it runs once `abort` is set while it runs: SIGINT, then SIGKILL
+    10 s later (a stage blocked in native code does not answer SIGINT)."""
+    while not abort.wait(1.0):
+        if proc.poll() is not None:
+            return
+    stop(proc, [(signal.SIGINT, 10.0), (signal.SIGKILL, 10.0)])
+
+
+def stage_is_stale(root: Path, name: str, env: Mapping[str, str]) -> bool:
+    """Whether `dvc repro --single-item NAME` would run the stage now (`dvc status NAME`).
+
+    Raises:
+        StageFailed: DVC could not tell.
+    """
+    dvc = str(Path(sys.executable).parent / "dvc")
+    done = subprocess.run([dvc, "status", "--json", name], cwd=root, env=dict(env),
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        raise StageFailed(f"dvc status {name} failed: {done.stderr.strip()[-500:]}")
+    return bool(json.loads(done.stdout or "{}"))
+
+
+def run_stage(root: Path, name: str, env: Mapping[str, str], log: Callable[[str], None],
+              abort: threading.Event | None = None) -> bool:  # fmt: skip
+    """Runs stage `name` through DVC, passing every output line to `log` as it comes. Setting
+    `abort` stops DVC and the stage (`stop_on`); so does an exception while it runs (the flow
+    run cancelled) when `abort` is given.
 
     Returns:
         True if the stage ran, False if DVC found it up to date.
@@ -102,18 +155,25 @@ def run_stage(root: Path, name: str, env: Mapping[str, str], log: Callable[[str]
     ran = False
     with subprocess.Popen(cmd, cwd=root, env=dict(env), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:  # fmt: skip
+        if abort is not None:
+            threading.Thread(target=stop_on, args=(abort, proc), daemon=True).start()
         assert proc.stdout is not None
-        for line in proc.stdout:
-            line = line.rstrip()
-            if (
-                not line
-                or line.startswith(("I0000", "WARNING: All log messages"))
-                or (line.startswith("E0000") and "cuInit" in line)
-            ):
-                continue  # TensorFlow's start-up chatter (no GPU is not an error here)
-            ran = ran or line.startswith(f"Running stage '{name}'")
-            tail.append(line)
-            log(line)
+        try:
+            for line in proc.stdout:
+                line = line.rstrip()
+                if (
+                    not line
+                    or line.startswith(("I0000", "WARNING: All log messages"))
+                    or (line.startswith("E0000") and "cuInit" in line)
+                ):
+                    continue  # TensorFlow's start-up chatter (no GPU is not an error here)
+                ran = ran or line.startswith(f"Running stage '{name}'")
+                tail.append(line)
+                log(line)
+        except BaseException:
+            if abort is not None:
+                stop(proc, [(signal.SIGKILL, 10.0)])
+            raise
         code = proc.wait()
     if code != 0:
         raise StageFailed(f"stage '{name}' failed (exit {code}):\n" + "\n".join(tail))

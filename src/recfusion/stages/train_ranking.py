@@ -11,6 +11,7 @@ one folder `run` writes); `write_outputs` removes them once the model is saved.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import sys
@@ -39,6 +40,7 @@ from recfusion.models.ranking_data import (
 )
 from recfusion.models.retrieval import tower_sizes
 from recfusion.models.towers import TowerSizes
+from recfusion.models.workers import kept_outputs, training_processes
 from recfusion.paths import (
     CHECKPOINTS_DIR,
     PREPARED_DIR,
@@ -49,6 +51,7 @@ from recfusion.paths import (
 from recfusion.stages.entry import fingerprint, guarded, stage_config
 
 log = logging.getLogger(__name__)
+MODULE = "recfusion.stages.train_ranking"  # what multi-worker training starts more of
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,7 @@ def run(cfg: Config, inputs: RankingInputs) -> TrainedRanking:
     """Builds the examples (with hard negatives from the retrieval model when asked), trains
     the ranking model and tests each head at its validation threshold."""
     rc = cfg.train.ranking
-    plan = plan_devices(cfg.train.device)
+    plan = plan_devices(cfg.train.device, cfg.train.distribute)
     prepared, data = inputs.prepared, inputs.data
     rng = np.random.default_rng(cfg.seed)
     hard = None
@@ -193,8 +196,14 @@ def write_outputs(trained: TrainedRanking, out_dir: Path = RANKING_DIR,
 
 def main(argv: list[str] | None = None) -> int:
     cfg = stage_config(__doc__, argv)
-    trained = run(cfg, read_inputs(cfg))
-    write_outputs(trained)
+    tc = cfg.train
+    with training_processes(tc.distribute, tc.workers, MODULE, argv) as role:
+        plan_devices(tc.device, tc.distribute)  # before read_inputs starts TensorFlow's runtime
+        trained = run(cfg, read_inputs(cfg))
+        with kept_outputs(role, RANKING_DIR, REPORTS_DIR, trained.backup) as (m, r, b):
+            write_outputs(dataclasses.replace(trained, backup=b), m, r)
+    if not role.chief:
+        return 0
     log.info(
         "train_ranking: %s",
         {

@@ -31,11 +31,13 @@ from recfusion.models.dataset import ModelData, build_model_data, read_prepared
 from recfusion.models.devices import plan_devices
 from recfusion.models.export import choose_index, save_retrieval
 from recfusion.models.retrieval import FittedRetrieval, fit_retrieval, holdout_report, tower_sizes
+from recfusion.models.workers import kept_outputs, training_processes
 from recfusion.paths import CHECKPOINTS_DIR, PREPARED_DIR, REPORTS_DIR, RETRIEVAL_DIR
 from recfusion.stages.entry import fingerprint, guarded, stage_config
 
 log = logging.getLogger(__name__)
 KS = (10, 50)
+MODULE = "recfusion.stages.train_retrieval"  # what multi-worker training starts more of
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ def read_inputs(cfg: Config, prepared_dir: Path = PREPARED_DIR,
 
 def run(cfg: Config, inputs: RetrievalInputs) -> TrainedRetrieval:
     """Trains the two-tower model on the train split (selecting on validation) and tests it."""
-    plan = plan_devices(cfg.train.device)
+    plan = plan_devices(cfg.train.device, cfg.train.distribute)
     fitted = fit_retrieval(inputs.data, cfg.train, cfg.seed, inputs.checkpoints, plan)
     test = holdout_report(fitted, inputs.data, KS, cfg.seed)
     return retrieval_outputs(cfg, inputs.data, fitted, test, plan.describe(), inputs.checkpoints)
@@ -101,8 +103,14 @@ def write_outputs(trained: TrainedRetrieval, out_dir: Path = RETRIEVAL_DIR,
 
 def main(argv: list[str] | None = None) -> int:
     cfg = stage_config(__doc__, argv)
-    trained = run(cfg, read_inputs(cfg))
-    write_outputs(trained)
+    tc = cfg.train
+    with training_processes(tc.distribute, tc.workers, MODULE, argv) as role:
+        plan_devices(tc.device, tc.distribute)  # before anything starts TensorFlow's runtime
+        trained = run(cfg, read_inputs(cfg))
+        with kept_outputs(role, RETRIEVAL_DIR, REPORTS_DIR, trained.checkpoints) as (m, r, c):
+            write_outputs(dataclasses.replace(trained, checkpoints=c), m, r)
+    if not role.chief:
+        return 0
     a = trained.report["test"]["all"]
     log.info("train_retrieval: test ndcg@10 %.4f (popularity %.4f), recall@10 %.4f in %.1fs",
              a["two_tower"]["ndcg@10"], a["popularity"]["ndcg@10"], a["two_tower"]["recall@10"],

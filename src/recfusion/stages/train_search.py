@@ -25,7 +25,7 @@ import pandas as pd
 from recfusion.config import Config
 from recfusion.data.io import read_table, write_json
 from recfusion.models.dataset import ModelData, build_model_data, read_prepared
-from recfusion.models.devices import plan_devices
+from recfusion.models.devices import one_process, plan_devices
 from recfusion.models.item_index import ItemIndex
 from recfusion.models.ranking import RankingModel, load_ranking_model
 from recfusion.models.ranking_data import usual_hour
@@ -91,9 +91,9 @@ def run(cfg: Config, inputs: SearchInputs) -> TrainedSearch:
                               "val_queries_without_click": val.without_click}  # fmt: skip
     tower = None
     if len(train) and len(val):
+        plan = plan_devices(cfg.train.device, one_process(cfg.train.distribute))
         fitted = fit_query_tower((train.texts, train.clicked), (val.texts, val.clicked),
-                                 item_embeddings, encoder, sc, cfg.seed,
-                                 plan_devices(cfg.train.device))  # fmt: skip
+                                 item_embeddings, encoder, sc, cfg.seed, plan)  # fmt: skip
         tower = fitted.tower
         report.update(best_epoch=fitted.best_epoch, history=fitted.history,
                       train_seconds=round(fitted.seconds, 1))  # fmt: skip

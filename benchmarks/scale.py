@@ -1,0 +1,158 @@
+"""The whole pipeline at a shop size: each stage's wall time and peak memory, and the quality it
+reaches.
+
+For each `--size`, a scratch clone of this checkout (committed files only) gets
+`ingest.synthetic.size: SIZE` plus that size's settings (SIZE_PARAMS, and any `--set KEY=VALUE`)
+and runs the stages of dvc.yaml one at a time, each as `dvc repro --single-item STAGE` (what
+`dvc repro` runs), through `--until` (default: every stage). Per stage: wall seconds and the
+peak resident memory of its processes (the largest, from getrusage of the waited children).
+After `evaluate`: NDCG@10 of the packaged method and of each source and method
+(reports/metrics.json). A stage that fails ends that size with its error recorded.
+
+    python benchmarks/scale.py --size small [--size medium ...] [--until evaluate]
+        [--set train.retrieval.epochs=3] [--workdir /tmp/recfusion-scale]
+
+Results: benchmarks/results/scale.json, one entry per size (a new run of a size replaces its
+entry, other sizes' entries stay).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import RESULTS, machine  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+# what each size changes besides its data (none yet: the defaults are the `small` settings)
+SIZE_PARAMS: dict[str, dict[str, Any]] = {}
+PEAK = "PEAK_RSS_KB"
+MEASURED = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.run(sys.argv[1:]).returncode\n"
+    f"print('{PEAK}', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
+    "sys.exit(code)\n"
+)
+
+
+def set_key(params: dict, dotted: str, value: Any) -> None:
+    *path, last = dotted.split(".")
+    node = params
+    for key in path:
+        node = node[key]
+    if last not in node:
+        raise KeyError(f"params.yaml has no key {dotted}")
+    node[last] = value
+
+
+def clone(dest: Path, size: str, overrides: dict[str, Any]) -> None:
+    if dest.exists():
+        shutil.rmtree(dest)
+    subprocess.run(["git", "clone", "-q", str(REPO), str(dest)], check=True)  # committed files
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["ingest"]["source"] = "synthetic"
+    params["ingest"]["synthetic"]["size"] = size
+    for key, value in {**SIZE_PARAMS.get(size, {}), **overrides}.items():
+        set_key(params, key, value)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def run_stage(root: Path, name: str, log: Path) -> dict[str, Any]:
+    # the clone's code, not this checkout's editable install
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+           "PYTHONPATH": str(root / "src")}  # fmt: skip
+    t = time.perf_counter()
+    with log.open("a") as out:
+        done = subprocess.run([sys.executable, "-c", MEASURED, str(BIN / "dvc"), "repro",
+                               "--single-item", name], cwd=root, stdout=out,
+                              stderr=subprocess.PIPE, text=True,
+                              env=env)  # fmt: skip
+        out.write(done.stderr)
+    seconds = time.perf_counter() - t
+    peak = [int(line.split()[1]) for line in done.stderr.splitlines() if line.startswith(PEAK)]
+    result = {"seconds": round(seconds, 1), "peak_rss_gb": round(peak[-1] / 2**20, 2) if peak else None,
+              "ok": done.returncode == 0}  # fmt: skip
+    if done.returncode != 0:
+        result["error"] = done.stderr.strip()[-1500:]
+    return result
+
+
+def quality(root: Path) -> dict[str, Any]:
+    path = root / "reports/metrics.json"
+    if not path.is_file():
+        return {}
+    m = json.loads(path.read_text())
+    ndcg = {name: round(v["ndcg@10"], 5) for name, v in m["methods"].items()}
+    return {"packaged": m["packaged"], "packaged_ndcg@10": ndcg[m["packaged"]],
+            "packaged_ndcg@10_interval": m.get("packaged_ndcg@10_interval"),
+            "test_users": m["test_users"], "test_users_total": m.get("test_users_total"),
+            "ndcg@10": ndcg}  # fmt: skip
+
+
+def run_size(size: str, until: str | None, overrides: dict[str, Any], workdir: Path) -> dict:
+    root = workdir / size
+    clone(root, size, overrides)
+    stages = list(yaml.safe_load((root / "dvc.yaml").read_text())["stages"])
+    if until:
+        stages = stages[: stages.index(until) + 1]
+    log = workdir / f"{size}.log"
+    log.write_text("")
+    entry: dict[str, Any] = {"settings": {**SIZE_PARAMS.get(size, {}), **overrides},
+                             "stages": {}, "log": str(log)}  # fmt: skip
+    start = time.perf_counter()
+    for name in stages:
+        print(f"[{size}] {name} ...", flush=True)
+        result = run_stage(root, name, log)
+        entry["stages"][name] = result
+        print(f"[{size}] {name}: {result['seconds']} s, peak {result['peak_rss_gb']} GB"
+              + ("" if result["ok"] else " FAILED"), flush=True)  # fmt: skip
+        if not result["ok"]:
+            break
+    entry["total_seconds"] = round(time.perf_counter() - start, 1)
+    entry["completed"] = all(r["ok"] for r in entry["stages"].values()) and len(
+        entry["stages"]) == len(stages)  # fmt: skip
+    entry["max_peak_rss_gb"] = max((r["peak_rss_gb"] or 0) for r in entry["stages"].values())
+    summary = root / "data/raw/source.json"
+    if summary.is_file():
+        entry["data"] = json.loads(summary.read_text()).get("rows")
+    entry["quality"] = quality(root)
+    return entry
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", action="append", required=True,
+                        choices=["tiny", "small", "medium", "large", "xl"])  # fmt: skip
+    parser.add_argument("--until", default=None, help="last stage to run (default: all)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/recfusion-scale"))
+    args = parser.parse_args()
+    overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "scale.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    sizes = results.setdefault("sizes", {})
+    for size in args.size:
+        sizes[size] = {**run_size(size, args.until, overrides, args.workdir),
+                       "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                                                capture_output=True, text=True).stdout.strip(),
+                       "machine": machine()}  # fmt: skip
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        print(json.dumps({k: v for k, v in sizes[size].items() if k != "stages"}, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
