@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +101,10 @@ def quality(root: Path) -> dict[str, Any]:
             "ndcg@10": ndcg}  # fmt: skip
 
 
-def run_size(size: str, until: str | None, overrides: dict[str, Any], workdir: Path) -> dict:
+def run_size(size: str, until: str | None, overrides: dict[str, Any], workdir: Path,
+             save: Callable[[dict], None]) -> dict:  # fmt: skip
+    """Runs the stages of `size`; `save(entry)` after each, so a run stopped midway keeps the
+    stages it finished."""
     root = workdir / size
     clone(root, size, overrides)
     stages = list(yaml.safe_load((root / "dvc.yaml").read_text())["stages"])
@@ -115,6 +119,7 @@ def run_size(size: str, until: str | None, overrides: dict[str, Any], workdir: P
         print(f"[{size}] {name} ...", flush=True)
         result = run_stage(root, name, log)
         entry["stages"][name] = result
+        save(entry)
         print(f"[{size}] {name}: {result['seconds']} s, peak {result['peak_rss_gb']} GB"
               + ("" if result["ok"] else " FAILED"), flush=True)  # fmt: skip
         if not result["ok"]:
@@ -143,13 +148,16 @@ def main() -> None:
     path = RESULTS / "scale.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
     sizes = results.setdefault("sizes", {})
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                            capture_output=True, text=True).stdout.strip()  # fmt: skip
     for size in args.size:
-        sizes[size] = {**run_size(size, args.until, overrides, args.workdir),
-                       "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                                                capture_output=True, text=True).stdout.strip(),
-                       "machine": machine()}  # fmt: skip
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+        def save(entry: dict, size: str = size) -> None:
+            sizes[size] = {**entry, "commit": commit, "machine": machine()}
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+        save(run_size(size, args.until, overrides, args.workdir, save))
         print(json.dumps({k: v for k, v in sizes[size].items() if k != "stages"}, indent=2))
     print(f"wrote {path}")
 
