@@ -20,7 +20,7 @@ import yaml
 from recfusion.models.workers import SINGLE, Role, cluster_config, kept_outputs, role_of
 from tests.conftest import PARAMS, REPO
 from tests.model.conftest import TRAIN, prepared_data
-from tests.model.test_retrieval import leaf_of
+from tests.model.test_retrieval import one_category_shares
 
 STARTED = re.compile(r"workers started \(pids \[(\d+)\]\)")
 
@@ -92,7 +92,6 @@ def trained(workspace) -> Path:
 def test_two_workers_train_and_the_chief_exports_a_model_that_ranks(trained, tiny_tables) -> None:
     from recfusion.models.dataset import build_model_data
     from recfusion.models.export import load_retrieval
-    from recfusion.models.inputs import user_inputs
     from recfusion.models.ranking import load_ranking_model
     from recfusion.stages import prepare
     from tests.conftest import repo_config
@@ -112,19 +111,7 @@ def test_two_workers_train_and_the_chief_exports_a_model_that_ranks(trained, tin
     retrieval = load_retrieval(data, trained / "models/retrieval")
     assert load_ranking_model(trained / "models/ranking", data) is not None
     # a new user who bought only one category's items gets that category back
-    leaf = leaf_of(data, tiny_tables["items"])
-    warm = data.catalog.id_idx > 0
-    leaves, counts = np.unique(leaf[warm], return_counts=True)
-    shares = []
-    for target in leaves[np.argsort(-counts)[:3]]:
-        bought = np.flatnonzero(warm & (leaf == target))[:10]
-        history = np.zeros((1, data.history_len), dtype=np.int32)
-        history[0, -len(bought) :] = data.catalog.id_idx[bought]
-        inputs = user_inputs(data.users, np.array([0]), history)
-        inputs["user_id"] = np.array([0], dtype=np.int32)
-        scores = (retrieval.encode(inputs) @ retrieval.items.T)[0]
-        scores[bought] = -np.inf
-        shares.append(np.mean(leaf[np.argsort(-scores)[:10]] == target))
+    shares = one_category_shares(retrieval.encode, retrieval.items, data, tiny_tables["items"])
     # 48 leaves: a category-blind model would give about 0.02
     assert np.mean(shares) >= 0.5, shares
 

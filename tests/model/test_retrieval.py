@@ -21,30 +21,43 @@ def leaf_of(data, items_df):
     return np.array([cat[i] for i in data.catalog.item_ids])
 
 
-def recommend(fitted, data, history_items: np.ndarray, k: int) -> np.ndarray:
-    """Top-k catalogue positions for a new user (no id) with the given history positions."""
+def ranked(encode, items: np.ndarray, data, history_items: np.ndarray, k: int) -> np.ndarray:
+    """Top-k catalogue positions for a new user (no id) with the given history positions, by a
+    user encoder (inputs -> embeddings) and the item embeddings."""
     history = np.zeros((1, data.history_len), dtype=np.int32)
     ids = data.catalog.id_idx[history_items][-data.history_len :]
     history[0, -len(ids) :] = ids
     inputs = user_inputs(data.users, np.array([0]), history)
     inputs["user_id"] = np.array([0], dtype=np.int32)
-    q = fitted.model.user_tower(inputs, training=False).numpy()
-    scores = (q @ fitted.item_embeddings.T)[0]
+    scores = (encode(inputs) @ items.T)[0]
     scores[history_items] = -np.inf
     return np.argsort(-scores)[:k]
 
 
-def test_a_user_who_only_buys_one_category_gets_it_back(trained, tiny_tables) -> None:
-    cfg, data, fitted = trained
-    leaf = leaf_of(data, tiny_tables["items"])
+def recommend(fitted, data, history_items: np.ndarray, k: int) -> np.ndarray:
+    def encode(inputs):
+        return fitted.model.user_tower(inputs, training=False).numpy()
+
+    return ranked(encode, fitted.item_embeddings, data, history_items, k)
+
+
+def one_category_shares(encode, items: np.ndarray, data, items_df) -> list[float]:
+    """For each of the three most common leaves among warm items: the share of that leaf in the
+    top 10 of a new user who bought ten of its items and nothing else."""
+    leaf = leaf_of(data, items_df)
     warm = data.catalog.id_idx > 0
-    # the three most common leaves among warm items, each tried as the user's only interest
     leaves, counts = np.unique(leaf[warm], return_counts=True)
     shares = []
     for target in leaves[np.argsort(-counts)[:3]]:
         history = np.flatnonzero(warm & (leaf == target))[:10]
-        top = recommend(fitted, data, history, 10)
-        shares.append(np.mean(leaf[top] == target))
+        shares.append(float(np.mean(leaf[ranked(encode, items, data, history, 10)] == target)))
+    return shares
+
+
+def test_a_user_who_only_buys_one_category_gets_it_back(trained, tiny_tables) -> None:
+    cfg, data, fitted = trained
+    shares = one_category_shares(lambda x: fitted.model.user_tower(x, training=False).numpy(),
+                                 fitted.item_embeddings, data, tiny_tables["items"])  # fmt: skip
     # 48 leaves: a category-blind model would give about 0.02
     assert np.mean(shares) >= 0.6, shares
 
@@ -94,6 +107,26 @@ def test_learns_far_more_than_a_random_order_on_test(trained) -> None:
               for _ in range(5)]  # fmt: skip
     assert two_tower > 3 * np.mean(orders), (two_tower, orders)
     assert report["cold_items"]["users"] > 0
+
+
+def test_scoring_in_row_batches_ranks_as_all_at_once(trained, monkeypatch) -> None:
+    """A large catalogue is scored a few users at a time (metrics.ranking.rows_per_batch), so
+    memory stays bounded; the metrics are those of scoring every user at once."""
+    from recfusion.metrics import ranking
+    from recfusion.models.retrieval import build_eval_set, evaluate, popularity_metrics
+
+    cfg, data, fitted = trained
+    test = build_eval_set(data.users, data.history(["train", "val"]),
+                          data.items_by_user(["train", "val"]), data.items_by_user(["test"]),
+                          0, cfg.seed)  # fmt: skip
+    counts = np.random.default_rng(0).integers(0, 5, len(data.catalog)).astype(float)  # ties
+    tower, items = fitted.model.user_tower, fitted.item_embeddings
+    whole = popularity_metrics(counts, test, [5, 10]), evaluate(tower, items, test, [10])
+    assert ranking.rows_per_batch(len(data.catalog)) >= len(test)  # one batch on tiny data
+    monkeypatch.setattr(ranking, "SCORE_CELLS", 7 * len(data.catalog))  # 7 users a batch
+    batched = popularity_metrics(counts, test, [5, 10]), evaluate(tower, items, test, [10])
+    assert batched[0] == whole[0]
+    assert batched[1] == pytest.approx(whole[1], abs=1e-9)  # a weighted mean of batch means
 
 
 def test_training_resumes_from_checkpoint(tiny_model_data, tmp_path: Path, caplog) -> None:

@@ -16,6 +16,15 @@ import numpy as np
 METRICS = ("recall", "precision", "ndcg", "mrr", "map", "hit")
 
 
+SCORE_CELLS = 2**24  # users x items scores ranked at once (64 MB of float32; top_k needs ~4x)
+
+
+def rows_per_batch(n_items: int, most: int = 4096) -> int:
+    """How many users to score against `n_items` items at once: `most`, fewer for a large
+    catalogue, so that memory stays bounded whatever the catalogue's size."""
+    return max(1, min(most, SCORE_CELLS // max(n_items, 1)))
+
+
 def top_k(scores: np.ndarray, k: int, exclude: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """The indices of the k highest scores per row, best first, skipping excluded columns.
 

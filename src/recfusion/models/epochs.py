@@ -152,8 +152,37 @@ def train_epochs(
     with tempfile.TemporaryDirectory(prefix="recfusion-worker-ckpt-") as scratch:
         kept = model.distribute_strategy.extended.should_checkpoint
         checkpoints = EpochCheckpoints(model, folder, None if kept else Path(scratch))
-        return epoch_loop(model, selection, checkpoints, epoch_batches, measure, epochs, patience,
-                          seed, name, random_step, validation_data)  # fmt: skip
+        selection = resumed(checkpoints, selection, model, name)
+        while len(selection.history) < epochs and selection.wait < patience:
+            epoch = len(selection.history)
+            t = time.perf_counter()
+            if random_step:
+                keras.utils.set_random_seed(seed)
+            fit = model.fit(
+                epoch_batches(epoch),
+                validation_data=validation_data,
+                initial_epoch=epoch,
+                epochs=epoch + 1,
+                verbose=0,
+            )
+            entry = agreed(measure({k: float(v[-1]) for k, v in fit.history.items()}),
+                           model.distribute_strategy)  # fmt: skip
+            improved = selection.record(entry)
+            checkpoints.save(selection, improved)
+            # logged once the epoch's checkpoint is written (tests/model/test_resume.py waits for it)
+            log.info(
+                "%s epoch %d: loss %.4g, %s %.4f (best %.4f at epoch %d), %.1fs",
+                name,
+                epoch + 1,
+                entry["loss"],
+                selection.monitor,
+                entry[selection.monitor],
+                selection.best_score,
+                selection.best_epoch,
+                time.perf_counter() - t,
+            )
+        checkpoints.restore_best(selection)
+        return selection
 
 
 def agreed(entry: dict[str, float], strategy: tf.distribute.Strategy) -> dict[str, float]:
@@ -169,20 +198,15 @@ def agreed(entry: dict[str, float], strategy: tf.distribute.Strategy) -> dict[st
     return {k: float(v) for k, v in zip(keys, mean, strict=True)}
 
 
-def epoch_loop(
-    model: keras.Model,
-    selection: Selection,
-    checkpoints: EpochCheckpoints,
-    epoch_batches: Callable[[int], tf.data.Dataset],
-    measure: Callable[[dict[str, float]], dict[str, float]],
-    epochs: int,
-    patience: int,
-    seed: int,
-    name: str,
-    random_step: bool,
-    validation_data: tf.data.Dataset | None,
-) -> Selection:
-    """`train_epochs`' loop over `checkpoints`."""
+def resumed(checkpoints: EpochCheckpoints, selection: Selection, model: keras.Model,
+            name: str) -> Selection:  # fmt: skip
+    """The selection state to go on from: the last finished epoch's when `checkpoints` hold one
+    (the model and optimizer restored to it), else `selection`. In a multi-worker run every
+    worker must resume from the same epoch.
+
+    Raises:
+        ValueError: the workers resumed from different epochs.
+    """
     restored = checkpoints.restore()
     if restored is not None:
         selection = restored
@@ -195,33 +219,4 @@ def epoch_loop(
                          f"{int(done)}); the non-chief workers read the chief's checkpoint "
                          f"folder {checkpoints.folder}: put it on a filesystem every worker "
                          "shares, or delete it to start again")  # fmt: skip
-    while len(selection.history) < epochs and selection.wait < patience:
-        epoch = len(selection.history)
-        t = time.perf_counter()
-        if random_step:
-            keras.utils.set_random_seed(seed)
-        fit = model.fit(
-            epoch_batches(epoch),
-            validation_data=validation_data,
-            initial_epoch=epoch,
-            epochs=epoch + 1,
-            verbose=0,
-        )
-        entry = agreed(measure({k: float(v[-1]) for k, v in fit.history.items()}),
-                       model.distribute_strategy)  # fmt: skip
-        improved = selection.record(entry)
-        checkpoints.save(selection, improved)
-        # logged once the epoch's checkpoint is written (tests/model/test_resume.py waits for it)
-        log.info(
-            "%s epoch %d: loss %.4g, %s %.4f (best %.4f at epoch %d), %.1fs",
-            name,
-            epoch + 1,
-            entry["loss"],
-            selection.monitor,
-            entry[selection.monitor],
-            selection.best_score,
-            selection.best_epoch,
-            time.perf_counter() - t,
-        )
-    checkpoints.restore_best(selection)
     return selection

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from recfusion.config import RetrievalConfig, TrainConfig
-from recfusion.metrics.ranking import ranking_metrics, top_k
+from recfusion.metrics.ranking import ranking_metrics, rows_per_batch, top_k
 from recfusion.models.dataset import ModelData
 from recfusion.models.devices import DevicePlan
 from recfusion.models.epochs import Selection, epoch_seed, train_epochs
@@ -136,8 +136,9 @@ def evaluate(
         return {}
     metrics: dict[str, list[float]] = {}
     weights = []
-    for start in range(0, len(eval_set), 4096):
-        sl = slice(start, start + 4096)
+    step = rows_per_batch(len(item_embeddings))
+    for start in range(0, len(eval_set), step):
+        sl = slice(start, start + step)
         q = user_tower({k: v[sl] for k, v in eval_set.inputs.items()}, training=False).numpy()
         ranked = top_k(q @ item_embeddings.T, max(ks), eval_set.exclude[sl])
         part = ranking_metrics(ranked, eval_set.relevant[sl], ks)
@@ -293,8 +294,13 @@ def popularity_metrics(
     """Metrics of ranking every user's catalogue by `counts` (most popular first)."""
     if len(eval_set) == 0:
         return {}
-    ranked = top_k(np.tile(counts.astype(np.float32), (len(eval_set), 1)), max(ks),
-                   eval_set.exclude)  # fmt: skip
+    row = counts.astype(np.float32)[None, :]
+    step = rows_per_batch(len(counts))
+    ranked = np.concatenate([
+        top_k(np.repeat(row, len(eval_set.exclude[start : start + step]), axis=0), max(ks),
+              eval_set.exclude[start : start + step])
+        for start in range(0, len(eval_set), step)
+    ])  # fmt: skip
     return ranking_metrics(ranked, eval_set.relevant, ks)
 
 

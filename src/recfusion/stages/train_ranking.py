@@ -24,7 +24,7 @@ import numpy as np
 from recfusion.config import Config, RankingConfig
 from recfusion.data.io import read_json, write_json
 from recfusion.metrics.classification import best_f1_threshold, binary_report
-from recfusion.metrics.ranking import top_k
+from recfusion.metrics.ranking import rows_per_batch, top_k
 from recfusion.models.dataset import ModelData, PreparedData, build_model_data, read_prepared
 from recfusion.models.devices import plan_devices
 from recfusion.models.export import load_user_encoder
@@ -98,9 +98,10 @@ def retrieval_top_k(encode: Callable[[dict], np.ndarray], items: np.ndarray, dat
     queries = encode(user_inputs(data.users, rows, data.history(["train"])[rows]))
     empty = np.array([], dtype=np.int64)
     out: dict[int, np.ndarray] = {}
-    for start in range(0, len(rows), 4096):
-        part = rows[start : start + 4096]
-        ranked = top_k(queries[start : start + 4096] @ items.T, k,
+    step = rows_per_batch(len(items))
+    for start in range(0, len(rows), step):
+        part = rows[start : start + step]
+        ranked = top_k(queries[start : start + step] @ items.T, k,
                        [exclude.get(int(u), empty) for u in part])  # fmt: skip
         out.update({int(u): r for u, r in zip(part, ranked, strict=True)})
     return out
