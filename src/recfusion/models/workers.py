@@ -4,8 +4,9 @@ processes under TensorFlow's MultiWorkerMirroredStrategy, which TF_CONFIG config
 Two ways to start them:
 - TF_CONFIG is set (a cluster's launcher, or the Prefect flow's worker tasks): this process is
   the task TF_CONFIG names and joins that cluster;
-- TF_CONFIG is not set: the stage starts `train.workers - 1` more processes of itself on
-  127.0.0.1, each with its own TF_CONFIG, and is itself worker 0, the chief.
+- TF_CONFIG is not set: the stage is worker 0, the chief, of a cluster on 127.0.0.1, and a
+  supervisor process (`supervise`) runs `train.workers - 1` more processes of the stage, each
+  with its own TF_CONFIG.
 
 Every worker trains on its share of each batch, and every worker saves (saving takes part in
 collective ops), but only the chief's checkpoints, models and reports are kept: the others write
