@@ -210,10 +210,10 @@ def training(
     )
     with pipeline_lock(root), overridden_params(root / "params.yaml", wanted):
         outcomes: list[tuple[str, str, float]] = []
+        train = load_config(root / "params.yaml").train  # with this run's overrides
         for name in pipeline_stages(root / "dvc.yaml"):
             task_ = stage.with_options(retries=RETRIES.get(name, 0), retry_delay_seconds=5)
             start = time.monotonic()
-            train = load_config(root / "params.yaml").train
             if name in MULTI_WORKER_STAGES and train.distribute == "multi_worker":
                 state = run_multi_worker(root, name, env, train.workers)
             else:

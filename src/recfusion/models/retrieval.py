@@ -296,12 +296,11 @@ def popularity_metrics(
         return {}
     row = counts.astype(np.float32)[None, :]
     step = rows_per_batch(len(counts))
-    ranked = np.concatenate([
-        top_k(np.repeat(row, len(eval_set.exclude[start : start + step]), axis=0), max(ks),
-              eval_set.exclude[start : start + step])
-        for start in range(0, len(eval_set), step)
-    ])  # fmt: skip
-    return ranking_metrics(ranked, eval_set.relevant, ks)
+    ranked = []
+    for start in range(0, len(eval_set), step):
+        excluded = eval_set.exclude[start : start + step]
+        ranked.append(top_k(np.repeat(row, len(excluded), axis=0), max(ks), excluded))
+    return ranking_metrics(np.concatenate(ranked), eval_set.relevant, ks)
 
 
 def holdout_report(fitted: FittedRetrieval, data: ModelData, ks: Sequence[int], seed: int) -> dict:
