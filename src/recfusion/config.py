@@ -16,6 +16,7 @@ and tables are defined here once, as `Literal`s; the runtime tuples (`FUSION_MET
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -307,8 +308,17 @@ class ServingConfig:
 
 
 @dataclass(frozen=True)
+class EngineConfig:
+    kind: Literal["local", "dask"]  # where data-parallel work runs (recfusion/engine.py)
+    address: str | None  # a running Dask scheduler, e.g. tcp://10.0.0.5:8786; null = LocalCluster
+    workers: int  # LocalCluster worker processes (one thread each) started on 127.0.0.1
+    memory_limit: str  # per LocalCluster worker: auto (machine memory / workers) or e.g. 8GiB
+
+
+@dataclass(frozen=True)
 class Config:
     seed: int  # the one seed every stage derives its randomness from
+    engine: EngineConfig
     ingest: IngestConfig
     validation: ValidationConfig
     privacy: PrivacyConfig
@@ -344,6 +354,7 @@ class Bound:
         return f"in {left}{self.low:g}, {self.high:g}{right}"
 
 
+MEMORY_LIMIT = re.compile(r"auto|\d+(\.\d+)?\s*([kmgt]i?)?b", re.IGNORECASE)  # engine.memory_limit
 AT_LEAST_1 = Bound(1)  # sizes, counts of things that must exist, epochs, patience
 NON_NEGATIVE = Bound(0)  # counts where 0 means none (or "all", as the field says)
 POSITIVE = Bound(0, low_open=True)  # learning rates, temperatures, regularisation
@@ -433,6 +444,7 @@ RANGES: dict[str, Bound] = {
     "evaluate.max_users": AT_LEAST_1,
     "fusion.ease_head_items": AT_LEAST_1,
     "train.workers": AT_LEAST_1,
+    "engine.workers": AT_LEAST_1,
     "fusion.ease_neighbours": AT_LEAST_1,
     "fusion.stacking.num_leaves": Bound(2),  # LightGBM needs more than one leaf
     "fusion.stacking.learning_rate": POSITIVE,
@@ -545,6 +557,13 @@ def _cross_field_problems(cfg: Config) -> Iterator[str]:
             f"'fusion.ease_dense_max_items' ({cfg.fusion.ease_dense_max_items}): the sparse "
             "model's head is a dense EASE of that many items"
         )
+    if not MEMORY_LIMIT.fullmatch(cfg.engine.memory_limit.strip()):
+        yield (
+            f"key 'engine.memory_limit' must be auto or a size such as 8GiB or 500MB (got "
+            f"{cfg.engine.memory_limit!r})"
+        )
+    if cfg.engine.address is not None and not cfg.engine.address.strip():
+        yield "key 'engine.address' must be a scheduler address (tcp://host:port) or null"
     if not cfg.serving.store.strip():
         yield (
             "key 'serving.store' must not be empty (the online store: a SQLite file, or a "

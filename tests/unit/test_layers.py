@@ -27,6 +27,7 @@ LAYERS = {
     "privacy": 0,  # pseudonyms of user ids in what people read
     "config": 1,  # params.yaml -> the typed configuration
     "metrics": 2,  # leaf metrics (top-k, ranking and classification metrics): pure NumPy
+    "engine": 2,  # where data-parallel work runs: this process or a Dask cluster
     "data": 3,  # canonical schema, sources, io
     "validation": 4,  # GX suites, quarantine
     "preparation": 4,  # cleaning, splits, vocabularies

@@ -21,6 +21,8 @@ from recfusion.config import EVENT_TYPES as EVENT_TYPES
 from recfusion.config import TABLES
 
 SPLITS = ("train", "val", "test")
+# what makes an event: prepare drops rows missing one of these, and rows repeating all four
+EVENT_KEY = ("user_id", "item_id", "event_type", "timestamp")
 # the column, last in a table conformed with unreadable="mark", that holds a JSON object
 # {column: text as read} of the values of its row that could not take their column's type
 UNPARSED = "unparsed"

@@ -12,7 +12,8 @@ Planted structure:
   brand or adjective, sometimes a typo, and record the first item clicked in the session.
 
 Everything is vectorised with NumPy so the `xl` preset (1M items, tens of millions of events)
-runs on one machine; sessions are simulated in chunks of users with a progress bar.
+runs on one machine; sessions are simulated in chunks of users, each with its own seed, here or
+on a Dask cluster (`engine`), with a progress bar.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from recfusion.config import SyntheticConfig
 from recfusion.data import catalog_words as words
 from recfusion.data.schema import conform_table
+from recfusion.engine import Engine, LocalEngine
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +96,16 @@ def resolve_sizes(cfg: SyntheticConfig) -> tuple[int, int, float]:
     return n_users, n_items, spu
 
 
-def generate(cfg: SyntheticConfig, seed: int, progress: bool = True) -> dict[str, pd.DataFrame]:
+def generate(cfg: SyntheticConfig, seed: int, progress: bool = True,
+             engine: Engine | None = None) -> dict[str, pd.DataFrame]:  # fmt: skip
     """Generates the canonical tables users, items, events and queries.
 
     Args:
         cfg: the synthetic source's parameters.
         seed: the seed; the same seed and parameters give identical tables.
         progress: show a progress bar while simulating sessions.
+        engine: where the chunks of users are simulated (recfusion/engine.py); None = here.
+            Each chunk has its own seed, so every engine gives identical tables.
 
     Returns:
         {"users", "items", "events", "queries"} frames in the canonical schema.
@@ -116,16 +120,14 @@ def generate(cfg: SyntheticConfig, seed: int, progress: bool = True) -> dict[str
     chunk_seeds = np.random.SeedSequence(int(root.integers(2**63))).spawn(
         (n_users + USERS_PER_CHUNK - 1) // USERS_PER_CHUNK
     )
-    event_parts, query_parts = [], []
-    bar = tqdm(total=n_users, desc="synthetic sessions", unit="user", disable=not progress,
-               mininterval=1.0)  # fmt: skip
-    for c, ss in enumerate(chunk_seeds):
-        lo, hi = c * USERS_PER_CHUNK, min(n_users, (c + 1) * USERS_PER_CHUNK)
-        ev, qu = _simulate(np.random.default_rng(ss), pop, catalog, np.arange(lo, hi), cfg, horizon)
-        event_parts.append(ev)
-        query_parts.append(qu)
-        bar.update(hi - lo)
-    bar.close()
+    chunks = [
+        (ss, c * USERS_PER_CHUNK, min(n_users, (c + 1) * USERS_PER_CHUNK))
+        for c, ss in enumerate(chunk_seeds)
+    ]
+    engine = engine or LocalEngine(progress)
+    parts = engine.map(simulate_chunk, chunks, "synthetic sessions", pop=pop, catalog=catalog,
+                       cfg=cfg, horizon=horizon)  # fmt: skip
+    event_parts, query_parts = [p[0] for p in parts], [p[1] for p in parts]
     events = pd.concat(event_parts, ignore_index=True)
     queries = pd.concat(query_parts, ignore_index=True)
     events = events.sort_values(["timestamp", "user_id"], kind="stable", ignore_index=True)
@@ -344,6 +346,18 @@ def _draw_items(
     target = leaf[:, None] + rng.random((len(leaf), k))
     idx = np.searchsorted(catalog.key, target, side="left")
     return np.minimum(idx, len(catalog.key) - 1)
+
+
+def simulate_chunk(
+    chunk: tuple[np.random.SeedSequence, int, int],
+    pop: Population,
+    catalog: GeneratedItems,
+    cfg: SyntheticConfig,
+    horizon: float,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Events and queries of the users `chunk` names (its seed, first and past-last user)."""
+    ss, lo, hi = chunk
+    return _simulate(np.random.default_rng(ss), pop, catalog, np.arange(lo, hi), cfg, horizon)
 
 
 def _simulate(

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from recfusion.config import MissingConfig
-from recfusion.data.schema import EVENT_TYPES
+from recfusion.data.schema import EVENT_KEY, EVENT_TYPES
 
 UNKNOWN = "unknown"
 
@@ -143,14 +143,13 @@ def clean_events(
     `dedup`) exact duplicates (same user, item, type and timestamp)."""
     t = ledger.start("events", events)
     df = events
-    for column in ("user_id", "item_id", "event_type", "timestamp"):
+    for column in EVENT_KEY:
         df = drop_rows(df, df[column].isna(), f"missing_{column}", t)
     df = drop_rows(df, ~df["event_type"].isin(EVENT_TYPES), "bad_event_type", t)
     df = drop_rows(df, ~df["user_id"].isin(users["user_id"]), "unknown_user", t)
     df = drop_rows(df, ~df["item_id"].isin(items["item_id"]), "unknown_item", t)
     if dedup:
-        key = ["user_id", "item_id", "event_type", "timestamp"]
-        df = drop_rows(df, df.duplicated(subset=key, keep="first"), "duplicate", t)
+        df = drop_rows(df, df.duplicated(subset=list(EVENT_KEY), keep="first"), "duplicate", t)
     t.rows_out = len(df)
     return df.reset_index(drop=True)
 

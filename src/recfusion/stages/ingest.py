@@ -1,6 +1,7 @@
 """Stage `ingest`: the configured source writes the canonical tables to data/raw/ (Parquet).
 
-Reads the configured source (`ingest.source`): the synthetic generator, or MovieLens or the
+Reads the configured source (`ingest.source`): the synthetic generator (its chunks of users
+simulated here or on a Dask cluster, `engine`), or MovieLens or the
 user's files under data/external/; adds the event log (data/live/events: what the server's
 `/events` and `recfusion events` accepted since; `ingest.event_log`, data/event_log.py), with a
 row holding only an id for each new shopper; drops every row of the users listed in
@@ -26,6 +27,7 @@ from recfusion.data.forget import FORGET_FILE, drop_forgotten, read_forgotten
 from recfusion.data.io import write_json, write_table
 from recfusion.data.schema import TABLES
 from recfusion.data.sources import load_source
+from recfusion.engine import open_engine
 from recfusion.paths import RAW_DIR
 from recfusion.privacy import pseudonym_key
 from recfusion.stages.entry import guarded, stage_config
@@ -47,12 +49,16 @@ class Ingested:
 
 def read_inputs(cfg: Config, progress: bool = True) -> dict[str, pd.DataFrame]:
     """The canonical tables of the configured source (files under data/external/, or the
-    seeded generator).
+    seeded generator, which runs on the configured engine).
 
     Raises:
         DataFileError: a source file is missing or malformed.
+        EngineError: `engine.kind` is dask and its cluster cannot be reached or started.
     """
-    return load_source(cfg.ingest, cfg.seed, progress=progress)
+    if cfg.ingest.source != "synthetic":
+        return load_source(cfg.ingest, cfg.seed, progress=progress)
+    with open_engine(cfg.engine, progress) as engine:
+        return load_source(cfg.ingest, cfg.seed, progress=progress, engine=engine)
 
 
 def read_logged(cfg: Config, folder: Path = EVENT_LOG_DIR) -> LoggedEvents:

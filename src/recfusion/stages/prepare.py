@@ -1,5 +1,8 @@
 """Stage `prepare`: clean, normalise, build vocabularies and split.
 
+The events are cleaned in partitions of users on the configured engine (`engine`: here, or a
+Dask cluster); the outputs are the same either way.
+
 Reads data/validated/ (the rows that passed validation); writes data/prepared/:
 - train.parquet, val.parquet, test.parquet: events with `cold_user` / `cold_item` flags;
 - users.parquet, items.parquet: cleaned tables with normalised features and `is_cold`;
@@ -17,14 +20,17 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from recfusion.config import Config
 from recfusion.data.io import read_table, write_json, write_table
-from recfusion.data.schema import SPLITS, TABLES
+from recfusion.data.schema import EVENT_KEY, SPLITS, TABLES
+from recfusion.engine import Engine, LocalEngine, open_engine, partition_by
 from recfusion.paths import PREPARED_DIR, REPORTS_DIR, VALIDATED_DIR
 from recfusion.preparation.clean import (
     Ledger,
+    TableCount,
     clean_events,
     clean_items,
     clean_queries,
@@ -48,8 +54,9 @@ class Prepared:
     summary: dict
 
 
-def run(cfg: Config, tables: dict[str, pd.DataFrame]) -> Prepared:
-    """Cleans and splits the canonical tables; does not modify `tables`.
+def run(cfg: Config, tables: dict[str, pd.DataFrame], engine: Engine | None = None) -> Prepared:
+    """Cleans and splits the canonical tables; does not modify `tables`. The events are cleaned
+    in partitions of users on `engine` (None: here, in one piece); the result is the same.
 
     Raises:
         ValueError: a split cannot be made (see `split_events`).
@@ -59,7 +66,8 @@ def run(cfg: Config, tables: dict[str, pd.DataFrame]) -> Prepared:
     ledger = Ledger()
     users = clean_users(tables["users"], pc.missing, ledger)
     items = clean_items(tables["items"], pc.missing, ledger)
-    events = clean_events(tables["events"], users, items, pc.dedup_events, ledger)
+    events = clean_events_on(engine or LocalEngine(), tables["events"], users, items,
+                             pc.dedup_events, ledger)  # fmt: skip
     queries = clean_queries(tables["queries"], items, ledger)
     ledger.check()
 
@@ -109,6 +117,37 @@ def run(cfg: Config, tables: dict[str, pd.DataFrame]) -> Prepared:
                     {**user_stats, **item_stats}, summary)  # fmt: skip
 
 
+def clean_events_on(engine: Engine, events: pd.DataFrame, users: pd.DataFrame,
+                    items: pd.DataFrame, dedup: bool, ledger: Ledger) -> pd.DataFrame:  # fmt: skip
+    """`clean_events`, run on `engine` in one partition of users per worker.
+
+    Every rule of `clean_events` looks at one row, or (duplicates) at rows of one user, so each
+    partition is judged on its own. A worker gets only the columns the rules read and answers
+    with the rows it keeps and the counts of those it drops; the kept rows are taken from
+    `events` in their order, which gives what `clean_events` gives on the whole table.
+    """
+    if engine.workers < 2:
+        return clean_events(events, users, items, dedup, ledger)
+    keys = events[list(EVENT_KEY)].assign(_row=np.arange(len(events)))
+    done = engine.map(kept_rows, partition_by(keys, "user_id", engine.workers), "clean events",
+                      user_ids=users["user_id"], item_ids=items["item_id"], dedup=dedup)  # fmt: skip
+    t = ledger.start("events", events)
+    for _, counts in done:
+        t.dropped.update(counts.dropped)
+    rows = np.sort(np.concatenate([kept for kept, _ in done]))
+    t.rows_out = len(rows)
+    return events.take(rows).reset_index(drop=True)
+
+
+def kept_rows(events: pd.DataFrame, user_ids: pd.Series, item_ids: pd.Series,
+              dedup: bool) -> tuple[np.ndarray, TableCount]:  # fmt: skip
+    """One partition of `clean_events_on`: the `_row` numbers of the rows `clean_events` keeps,
+    and what it dropped, and why."""
+    ledger = Ledger()
+    clean = clean_events(events, user_ids.to_frame(), item_ids.to_frame(), dedup, ledger)
+    return clean["_row"].to_numpy(), ledger.tables["events"]
+
+
 def read_inputs(folder: Path = VALIDATED_DIR) -> dict[str, pd.DataFrame]:
     """The canonical tables in `folder` (validate's clean rows by default)."""
     return {name: read_table(folder / f"{name}.parquet") for name in TABLES}
@@ -144,7 +183,8 @@ def write_outputs(prepared: Prepared, out_dir: Path = PREPARED_DIR,
 
 def main(argv: list[str] | None = None) -> int:
     cfg = stage_config(__doc__, argv)
-    prepared = run(cfg, read_inputs())
+    with open_engine(cfg.engine) as engine:  # a LocalCluster starts while the tables are read
+        prepared = run(cfg, read_inputs(), engine)
     write_outputs(prepared)
     log.info("prepare: %s", {k: v["events"] for k, v in prepared.summary["splits"].items()})
     return 0
