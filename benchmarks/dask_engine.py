@@ -115,11 +115,20 @@ def main() -> None:
     args = parser.parse_args()
     path = RESULTS / "dask_engine.json"
     results = json.loads(path.read_text()) if path.is_file() else {"sizes": {}}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout
+
+    commit = git("rev-parse", "--short", "HEAD").strip()
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "src").strip())
     for size in args.size:
         entry = run_size(size, args.repeats, args.workdir)
-        results["sizes"][size] = {**entry, "commit": commit, "machine": machine()}
+        results["sizes"][size] = {
+            **entry,
+            "commit": commit,
+            "src_uncommitted_changes": dirty,
+            "machine": machine(),
+        }
         RESULTS.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
         print(json.dumps(results["sizes"][size], indent=2), flush=True)

@@ -354,7 +354,8 @@ class Bound:
         return f"in {left}{self.low:g}, {self.high:g}{right}"
 
 
-MEMORY_LIMIT = re.compile(r"auto|\d+(\.\d+)?\s*([kmgt]i?)?b", re.IGNORECASE)  # engine.memory_limit
+# engine.memory_limit: auto, or a size as Dask reads it (8GiB, 500MB, 8G)
+MEMORY_LIMIT = re.compile(r"auto|(?i:\d+(\.\d+)?\s*([kmgtp]i?b?|b)?)")
 AT_LEAST_1 = Bound(1)  # sizes, counts of things that must exist, epochs, patience
 NON_NEGATIVE = Bound(0)  # counts where 0 means none (or "all", as the field says)
 POSITIVE = Bound(0, low_open=True)  # learning rates, temperatures, regularisation
@@ -557,9 +558,10 @@ def _cross_field_problems(cfg: Config) -> Iterator[str]:
             f"'fusion.ease_dense_max_items' ({cfg.fusion.ease_dense_max_items}): the sparse "
             "model's head is a dense EASE of that many items"
         )
-    if not MEMORY_LIMIT.fullmatch(cfg.engine.memory_limit.strip()):
+    limit = cfg.engine.memory_limit.strip()
+    if not MEMORY_LIMIT.fullmatch(limit) or (limit != "auto" and not re.search(r"[1-9]", limit)):
         yield (
-            f"key 'engine.memory_limit' must be auto or a size such as 8GiB or 500MB (got "
+            f"key 'engine.memory_limit' must be auto or a size above 0 such as 8GiB or 500MB (got "
             f"{cfg.engine.memory_limit!r})"
         )
     if cfg.engine.address is not None and not cfg.engine.address.strip():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from recfusion.config import Config
 from recfusion.data import synthetic
 from recfusion.data.io import read_json, write_table
 from recfusion.engine import Engine, EngineError, LocalEngine, open_engine, partition_by
+from recfusion.preparation.clean import Ledger, clean_events
+from recfusion.preparation.partitions import clean_events_on
 from recfusion.stages import prepare
 from tests.conftest import PARAMS, repo_config
 from tests.unit.test_prepare import corrupt
@@ -27,11 +30,40 @@ def dask_config(cfg: Config, **engine: object) -> Config:
     return dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, kind="dask", **engine))
 
 
+class Counted:
+    """An engine that counts the `map` calls it passes on, so a test knows the work ran there."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine, self.workers, self.calls = engine, engine.workers, 0
+
+    def map(self, fn, parts, desc, **shared):
+        self.calls += 1
+        return self.engine.map(fn, parts, desc, **shared)
+
+
+class InProcess:
+    """`workers` partitions run here, each input and output pickled as Dask would send it."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+
+    def map(self, fn, parts, desc, **shared):
+        return [pickle.loads(pickle.dumps(fn(pickle.loads(pickle.dumps(p)), **shared)))
+                for p in parts]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Engine]:
+def dask_engine() -> Iterator[Engine]:
     """One LocalCluster of two worker processes for the module, started as a stage starts it."""
     with open_engine(dask_config(repo_config()).engine) as engine:
         yield engine
+
+
+@pytest.fixture
+def cluster(dask_engine) -> Iterator[Counted]:
+    counted = Counted(dask_engine)
+    yield counted
+    assert counted.calls > 0, "nothing ran on the cluster"
 
 
 def test_partitions_keep_each_user_whole_and_every_row_once(tiny_tables) -> None:
@@ -47,6 +79,20 @@ def test_partitions_keep_each_user_whole_and_every_row_once(tiny_tables) -> None
 
 def divide(a: int, b: int) -> tuple[int, int]:
     return divmod(a, b)
+
+
+@pytest.mark.parametrize("workers", [2, 7])
+def test_cleaning_in_partitions_matches_cleaning_the_whole_table(tiny_tables, workers) -> None:
+    users, items = tiny_tables["users"], tiny_tables["items"]
+    events = corrupt(tiny_tables)["events"]
+    events.loc[events.index[3:6], "user_id"] = None  # rows without a user: one partition
+    for table in (events, events.head(4), events.head(0)):  # 7 workers, 4 rows: empty parts
+        for dedup in (True, False):
+            whole, parts = Ledger(), Ledger()
+            expected = clean_events(table, users, items, dedup, whole)
+            got = clean_events_on(InProcess(workers), table, users, items, dedup, parts)
+            pd.testing.assert_frame_equal(got, expected)
+            assert parts.as_dict() == whole.as_dict()
 
 
 def test_the_cluster_runs_partitions_in_order_and_reports_a_failing_one(cluster) -> None:
@@ -81,7 +127,7 @@ def test_prepare_on_the_cluster_gives_the_local_outputs(cluster, tiny_tables, me
     assert there.vocabularies == here.vocabularies
 
 
-def test_the_prepare_stage_starts_and_stops_its_own_cluster(tmp_path, tiny_tables) -> None:
+def test_the_prepare_stage_runs_on_a_cluster_it_starts(tmp_path, tiny_tables) -> None:
     params = yaml.safe_load(PARAMS.read_text())
     params["engine"]["kind"] = "dask"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
@@ -97,6 +143,25 @@ def test_the_prepare_stage_starts_and_stops_its_own_cluster(tmp_path, tiny_table
     train = pd.read_parquet(tmp_path / "data/prepared/train.parquet")
     pd.testing.assert_frame_equal(train, local.splits["train"])
     shutil.rmtree(tmp_path / "data")
+
+
+def test_a_cluster_stops_when_the_work_fails() -> None:
+    with pytest.raises(KeyError), open_engine(dask_config(repo_config()).engine) as engine:
+        client = engine.client
+        raise KeyError("the stage failed")
+    assert client.status == "closed"
+
+
+def test_a_cluster_that_cannot_start_is_an_error_even_if_unused(monkeypatch) -> None:
+    def cannot(cfg):
+        raise EngineError("engine: a Dask LocalCluster could not start (no ports)")
+
+    monkeypatch.setattr(engines, "_start_local", cannot)
+    with (
+        pytest.raises(EngineError, match="could not start"),
+        open_engine(dask_config(repo_config()).engine),
+    ):
+        pass
 
 
 def test_an_unreachable_scheduler_is_a_clear_error(monkeypatch) -> None:

@@ -419,6 +419,28 @@ def test_with_overrides_changes_only_what_it_names() -> None:
 
 
 @pytest.mark.parametrize(
+    ("engine", "ok"),
+    [
+        ({"memory_limit": "auto"}, True),
+        ({"memory_limit": "8GiB"}, True),
+        ({"memory_limit": "500 MB"}, True),
+        ({"memory_limit": "8G"}, True),  # Dask reads a bare unit letter
+        ({"memory_limit": "AUTO"}, False),  # Dask refuses it
+        ({"memory_limit": "0b"}, False),  # Dask would read no limit at all
+        ({"memory_limit": "lots"}, False),
+        ({"address": " "}, False),
+        ({"address": "tcp://10.0.0.5:8786"}, True),
+    ],
+)
+def test_engine_settings_are_checked_before_a_cluster_starts(engine: dict, ok: bool) -> None:
+    if ok:
+        with_overrides(repo_config(), {"engine": engine})
+        return
+    with pytest.raises(ConfigError, match=f"key 'engine.{next(iter(engine))}' must be"):
+        with_overrides(repo_config(), {"engine": engine})
+
+
+@pytest.mark.parametrize(
     ("overrides", "expected"),
     [
         ({"prepare": {"nope": 1}}, "overrides: override of unknown key 'prepare.nope'"),

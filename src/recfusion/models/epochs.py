@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,43 @@ def epoch_seed(seed: int, epoch: int) -> int:
     """The shuffle seed of epoch `epoch` (0-based): a function of the run's seed and the epoch
     alone, so an epoch sees the same order whether or not the run was interrupted before it."""
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def gathered_batches(
+    make: Callable[[np.ndarray], Any],
+    n: int,
+    batch_size: int,
+    order_seed: int | None,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """One epoch of batches of `n` examples, batch i being `make(indices)` for the examples at
+    positions order[i * batch_size:(i + 1) * batch_size]: `order` is a permutation seeded by
+    `order_seed`, or 0..n-1 when it is None.
+
+    The examples stay in their NumPy arrays and each batch is gathered when the model asks for
+    it (`from_generator`), so memory is the arrays plus a few batches. `from_tensor_slices`
+    would copy every array into the graph (which cannot pass 2 GB) and a full-length `shuffle`
+    would hold every example again, one small tensor each: most of a training stage's memory at
+    a large shop's millions of examples.
+
+    Args:
+        make: example positions -> the batch's nested structure of arrays (first dimension the
+            batch); called on an empty selection once to learn the structure.
+        drop_remainder: leave out a last batch smaller than `batch_size` (not when that is the
+            only batch).
+    """
+    order = np.arange(n) if order_seed is None else np.random.default_rng(order_seed).permutation(n)
+    stop = n - n % batch_size if drop_remainder and n >= batch_size else n
+
+    def batches() -> Any:
+        for start in range(0, stop, batch_size):
+            yield make(order[start : start + batch_size])
+
+    signature = tf.nest.map_structure(
+        lambda a: tf.TensorSpec((None, *np.shape(a)[1:]), tf.as_dtype(np.asarray(a).dtype)),
+        make(order[:0]),
+    )
+    return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)
 
 
 @dataclass

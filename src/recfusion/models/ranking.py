@@ -25,10 +25,10 @@ from recfusion.config import RankingConfig
 from recfusion.data.io import write_json
 from recfusion.models.dataset import ModelData
 from recfusion.models.devices import DevicePlan
-from recfusion.models.epochs import Selection, epoch_seed, train_epochs
+from recfusion.models.epochs import Selection, epoch_seed, gathered_batches, train_epochs
 from recfusion.models.inference import traced
 from recfusion.models.inputs import ItemTable, user_inputs
-from recfusion.models.ranking_data import RankingExamples
+from recfusion.models.ranking_data import Histories, RankingExamples
 from recfusion.models.tf_setup import keras, tf, tfrs
 from recfusion.models.towers import TowerSizes, masked_mean
 
@@ -127,22 +127,24 @@ class RankingModel(tfrs.Model):
         ])  # fmt: skip
 
 
-def make_dataset(examples: RankingExamples, history: np.ndarray, data: ModelData,
+def make_dataset(examples: RankingExamples, history: Histories, data: ModelData,
                  batch_size: int, order_seed: int | None) -> tf.data.Dataset:  # fmt: skip
     """(features, labels, weights) batches: one epoch shuffled by `order_seed`, or in order
-    when it is None."""
-    features = {
-        "user": user_inputs(data.users, examples.user, history),
-        "item": examples.item.astype(np.int32),
-        "hour": examples.hour.astype(np.int32),
-    }
-    ds = tf.data.Dataset.from_tensor_slices((features, examples.labels, examples.weights))
-    if order_seed is not None:
-        ds = ds.shuffle(len(examples), seed=order_seed, reshuffle_each_iteration=False)
-    return ds.batch(batch_size).prefetch(2)
+    when it is None, each batch gathered when training asks for it (`gathered_batches`)."""
+
+    def batch(idx: np.ndarray) -> tuple[dict, dict, dict]:
+        features = {
+            "user": user_inputs(data.users, examples.user[idx], history.take(idx, axis=0)),
+            "item": examples.item[idx].astype(np.int32),
+            "hour": examples.hour[idx].astype(np.int32),
+        }
+        labels = {h: v[idx] for h, v in examples.labels.items()}
+        return features, labels, {h: v[idx] for h, v in examples.weights.items()}
+
+    return gathered_batches(batch, len(examples), batch_size, order_seed)
 
 
-def predict(model: RankingModel, examples: RankingExamples, history: np.ndarray,
+def predict(model: RankingModel, examples: RankingExamples, history: Histories,
             data: ModelData, batch_size: int = 8192) -> dict[str, np.ndarray]:  # fmt: skip
     """Per head: probabilities (binary heads) or predicted ratings.
 
@@ -151,13 +153,12 @@ def predict(model: RankingModel, examples: RankingExamples, history: np.ndarray,
     """
     forward = traced(model, lambda out: {h: out[h] if h == "rating" else tf.sigmoid(out[h])
                                          for h in model.heads})  # fmt: skip
-    users = user_inputs(data.users, examples.user, history)
     item, hour = examples.item.astype(np.int32), examples.hour.astype(np.int32)
     parts: dict[str, list[np.ndarray]] = {h: [] for h in model.heads}
     for start in range(0, len(examples), batch_size):
-        sl = slice(start, start + batch_size)
-        out = forward({"user": {k: v[sl] for k, v in users.items()}, "item": item[sl],
-                       "hour": hour[sl]})  # fmt: skip
+        idx = np.arange(start, min(start + batch_size, len(examples)))
+        users = user_inputs(data.users, examples.user[idx], history.take(idx, axis=0))
+        out = forward({"user": users, "item": item[idx], "hour": hour[idx]})
         for h in model.heads:
             parts[h].append(out[h].numpy())
     return {h: np.concatenate(v) if v else np.zeros(0) for h, v in parts.items()}
@@ -174,8 +175,8 @@ def fit_ranking(
     data: ModelData,
     sizes: TowerSizes,
     heads: tuple[str, ...],
-    train: tuple[RankingExamples, np.ndarray],
-    val: tuple[RankingExamples, np.ndarray],
+    train: tuple[RankingExamples, Histories],
+    val: tuple[RankingExamples, Histories],
     cfg: RankingConfig,
     seed: int,
     checkpoint_dir: Path,
@@ -185,7 +186,7 @@ def fit_ranking(
     rating RMSE when there is a rating head).
 
     Args:
-        train, val: examples and their [E, history_len] histories.
+        train, val: examples and their [E, history_len] histories (`ranking_data.Histories`).
         checkpoint_dir: per-epoch checkpoints (`epochs.train_epochs`); an interrupted run
             resumes from them exactly.
     """

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -143,12 +144,41 @@ def negative_examples(
     )
 
 
+class Histories(Protocol):
+    """[E, history_len] histories, one row per example, read a few rows at a time: a plain
+    NumPy array, or `ExampleHistories`, which computes the rows asked for."""
+
+    def take(self, indices: np.ndarray, axis: int = 0) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class ExampleHistories:
+    """Each example's user history, the example's own item removed (`history_without_target`),
+    computed for the rows asked for: at a large shop's millions of examples the whole [E, n]
+    array and the sort that removes the targets would take gigabytes."""
+
+    last: np.ndarray  # [n_users, n + 1] each user's last item vocabulary indices (`last_items`)
+    user: np.ndarray  # [E] each example's user row
+    target: np.ndarray  # [E] item vocabulary index of each example's item
+    n: int  # history length
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+    def take(self, indices: np.ndarray, axis: int = 0) -> np.ndarray:
+        """The [len(indices), n] histories of examples `indices` (as ndarray.take on axis 0)."""
+        if axis != 0:
+            raise ValueError("ExampleHistories rows are examples: take along axis 0")
+        return history_without_target(self.last[self.user[indices]], self.target[indices],
+                                      self.n)  # fmt: skip
+
+
 def example_histories(examples: RankingExamples, data: ModelData, splits: list[str]
-                      ) -> np.ndarray:  # fmt: skip
+                      ) -> ExampleHistories:  # fmt: skip
     """[E, history_len] each example's user history within `splits`, the example's item removed."""
-    full = last_items(data.pairs_of(splits), data.users, data.catalog, data.history_len + 1)
-    return history_without_target(full[examples.user], data.catalog.id_idx[examples.item],
-                                  data.history_len)  # fmt: skip
+    last = last_items(data.pairs_of(splits), data.users, data.catalog, data.history_len + 1)
+    return ExampleHistories(last, examples.user, data.catalog.id_idx[examples.item],
+                            data.history_len)  # fmt: skip
 
 
 def touched_items(events: pd.DataFrame, data: ModelData) -> dict[int, np.ndarray]:

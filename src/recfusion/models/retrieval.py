@@ -25,7 +25,7 @@ from recfusion.config import RetrievalConfig, TrainConfig
 from recfusion.metrics.ranking import ranking_metrics, rows_per_batch, top_k
 from recfusion.models.dataset import ModelData
 from recfusion.models.devices import DevicePlan
-from recfusion.models.epochs import Selection, epoch_seed, train_epochs
+from recfusion.models.epochs import Selection, epoch_seed, gathered_batches, train_epochs
 from recfusion.models.inputs import (
     Examples,
     UserTable,
@@ -154,14 +154,14 @@ def make_dataset(
     examples: Examples, users: UserTable, batch_size: int, order_seed: int
 ) -> tf.data.Dataset:
     """One epoch of batches of {"user": ..., "item": ...}, the examples shuffled by
-    `order_seed`."""
-    features = {
-        "user": user_inputs(users, examples.user, examples.history),
-        "item": examples.item.astype(np.int32),
-    }
-    ds = tf.data.Dataset.from_tensor_slices(features)
-    ds = ds.shuffle(len(examples), seed=order_seed, reshuffle_each_iteration=False)
-    return ds.batch(batch_size, drop_remainder=len(examples) >= batch_size).prefetch(2)
+    `order_seed`, each batch gathered when training asks for it (`gathered_batches`); a last
+    batch smaller than `batch_size` is left out (it would have fewer in-batch negatives)."""
+
+    def batch(idx: np.ndarray) -> dict:
+        return {"user": user_inputs(users, examples.user[idx], examples.history[idx]),
+                "item": examples.item[idx].astype(np.int32)}  # fmt: skip
+
+    return gathered_batches(batch, len(examples), batch_size, order_seed, drop_remainder=True)
 
 
 @dataclass

@@ -20,22 +20,20 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from recfusion.config import Config
 from recfusion.data.io import read_table, write_json, write_table
-from recfusion.data.schema import EVENT_KEY, SPLITS, TABLES
-from recfusion.engine import Engine, LocalEngine, open_engine, partition_by
+from recfusion.data.schema import SPLITS, TABLES
+from recfusion.engine import Engine, LocalEngine, open_engine
 from recfusion.paths import PREPARED_DIR, REPORTS_DIR, VALIDATED_DIR
 from recfusion.preparation.clean import (
     Ledger,
-    TableCount,
-    clean_events,
     clean_items,
     clean_queries,
     clean_users,
 )
+from recfusion.preparation.partitions import clean_events_on
 from recfusion.preparation.split import mark_cold, split_events, split_queries
 from recfusion.preparation.vocab import add_item_features, add_user_features, build_vocabularies
 from recfusion.stages.entry import guarded, stage_config
@@ -66,8 +64,9 @@ def run(cfg: Config, tables: dict[str, pd.DataFrame], engine: Engine | None = No
     ledger = Ledger()
     users = clean_users(tables["users"], pc.missing, ledger)
     items = clean_items(tables["items"], pc.missing, ledger)
-    events = clean_events_on(engine or LocalEngine(), tables["events"], users, items,
-                             pc.dedup_events, ledger)  # fmt: skip
+    events = clean_events_on(
+        engine or LocalEngine(), tables["events"], users, items, pc.dedup_events, ledger
+    )
     queries = clean_queries(tables["queries"], items, ledger)
     ledger.check()
 
@@ -115,37 +114,6 @@ def run(cfg: Config, tables: dict[str, pd.DataFrame], engine: Engine | None = No
         )
     return Prepared(splits, users, items, queries, vocabularies,
                     {**user_stats, **item_stats}, summary)  # fmt: skip
-
-
-def clean_events_on(engine: Engine, events: pd.DataFrame, users: pd.DataFrame,
-                    items: pd.DataFrame, dedup: bool, ledger: Ledger) -> pd.DataFrame:  # fmt: skip
-    """`clean_events`, run on `engine` in one partition of users per worker.
-
-    Every rule of `clean_events` looks at one row, or (duplicates) at rows of one user, so each
-    partition is judged on its own. A worker gets only the columns the rules read and answers
-    with the rows it keeps and the counts of those it drops; the kept rows are taken from
-    `events` in their order, which gives what `clean_events` gives on the whole table.
-    """
-    if engine.workers < 2:
-        return clean_events(events, users, items, dedup, ledger)
-    keys = events[list(EVENT_KEY)].assign(_row=np.arange(len(events)))
-    done = engine.map(kept_rows, partition_by(keys, "user_id", engine.workers), "clean events",
-                      user_ids=users["user_id"], item_ids=items["item_id"], dedup=dedup)  # fmt: skip
-    t = ledger.start("events", events)
-    for _, counts in done:
-        t.dropped.update(counts.dropped)
-    rows = np.sort(np.concatenate([kept for kept, _ in done]))
-    t.rows_out = len(rows)
-    return events.take(rows).reset_index(drop=True)
-
-
-def kept_rows(events: pd.DataFrame, user_ids: pd.Series, item_ids: pd.Series,
-              dedup: bool) -> tuple[np.ndarray, TableCount]:  # fmt: skip
-    """One partition of `clean_events_on`: the `_row` numbers of the rows `clean_events` keeps,
-    and what it dropped, and why."""
-    ledger = Ledger()
-    clean = clean_events(events, user_ids.to_frame(), item_ids.to_frame(), dedup, ledger)
-    return clean["_row"].to_numpy(), ledger.tables["events"]
 
 
 def read_inputs(folder: Path = VALIDATED_DIR) -> dict[str, pd.DataFrame]:
