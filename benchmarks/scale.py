@@ -10,7 +10,10 @@ After `evaluate`: NDCG@10 of the packaged method and of each source and method
 (reports/metrics.json). A stage that fails ends that size with its error recorded.
 
     python benchmarks/scale.py --size small [--size medium ...] [--until evaluate]
-        [--set train.retrieval.epochs=3] [--workdir /tmp/recfusion-scale]
+        [--set train.retrieval.epochs=3] [--workdir /tmp/recfusion-scale] [--resume]
+
+`--resume` goes on in the clone an earlier run of that size left, after the stages it finished
+(its entry keeps the commit it was cloned at).
 
 Results: benchmarks/results/scale.json, one entry per size (a new run of a size replaces its
 entry, other sizes' entries stay).
@@ -36,8 +39,22 @@ from common import RESULTS, machine  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-# what each size changes besides its data (none yet: the defaults are the `small` settings)
-SIZE_PARAMS: dict[str, dict[str, Any]] = {}
+# what each size changes besides its data: fewer epochs, fewer users scored (the defaults are
+# the `small` settings)
+SIZE_PARAMS: dict[str, dict[str, Any]] = {
+    "large": {
+        "train.retrieval.epochs": 3,
+        "train.ranking.epochs": 2,
+        "train.search.epochs": 5,
+        "evaluate.max_users": 10000,
+    },
+    "xl": {
+        "train.retrieval.epochs": 2,
+        "train.ranking.epochs": 1,
+        "train.search.epochs": 3,
+        "evaluate.max_users": 5000,
+    },
+}
 PEAK = "PEAK_RSS_KB"
 MEASURED = (
     "import resource, subprocess, sys\n"
@@ -102,20 +119,24 @@ def quality(root: Path) -> dict[str, Any]:
 
 
 def run_size(size: str, until: str | None, overrides: dict[str, Any], workdir: Path,
-             save: Callable[[dict], None]) -> dict:  # fmt: skip
+             save: Callable[[dict], None], previous: dict | None = None) -> dict:  # fmt: skip
     """Runs the stages of `size`; `save(entry)` after each, so a run stopped midway keeps the
-    stages it finished."""
+    stages it finished. With `previous` (the entry of an earlier run in the same clone), the
+    clone is kept and the stages it finished are not run again."""
     root = workdir / size
-    clone(root, size, overrides)
+    log = workdir / f"{size}.log"
+    if previous is None:
+        clone(root, size, overrides)
+        log.write_text("")
     stages = list(yaml.safe_load((root / "dvc.yaml").read_text())["stages"])
     if until:
         stages = stages[: stages.index(until) + 1]
-    log = workdir / f"{size}.log"
-    log.write_text("")
     entry: dict[str, Any] = {"settings": {**SIZE_PARAMS.get(size, {}), **overrides},
                              "stages": {}, "log": str(log)}  # fmt: skip
-    start = time.perf_counter()
-    for name in stages:
+    done = {k: v for k, v in (previous or {}).get("stages", {}).items() if v["ok"]}
+    entry["stages"].update(done)
+    start = time.perf_counter() - sum(r["seconds"] for r in done.values())
+    for name in (s for s in stages if s not in done):
         print(f"[{size}] {name} ...", flush=True)
         result = run_stage(root, name, log)
         entry["stages"][name] = result
@@ -142,6 +163,11 @@ def main() -> None:
     parser.add_argument("--until", default=None, help="last stage to run (default: all)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/recfusion-scale"))
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on in the clone of an earlier run, after the stages it finished",
+    )
     args = parser.parse_args()
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -151,13 +177,15 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
                             capture_output=True, text=True).stdout.strip()  # fmt: skip
     for size in args.size:
+        previous = sizes.get(size) if args.resume else None
+        at = previous["commit"] if previous else commit  # the code the clone runs
 
-        def save(entry: dict, size: str = size) -> None:
-            sizes[size] = {**entry, "commit": commit, "machine": machine()}
+        def save(entry: dict, size: str = size, at: str = at) -> None:
+            sizes[size] = {**entry, "commit": at, "machine": machine()}
             RESULTS.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
 
-        save(run_size(size, args.until, overrides, args.workdir, save))
+        save(run_size(size, args.until, overrides, args.workdir, save, previous))
         print(json.dumps({k: v for k, v in sizes[size].items() if k != "stages"}, indent=2))
     print(f"wrote {path}")
 

@@ -255,6 +255,7 @@ class FusionConfig:
     method: FusionMethod  # the method the packaged recommender uses (all are evaluated)
     sources: tuple[SourceName, ...]  # candidate sources, see recfusion.fusion.sources
     per_source: int  # candidates each source contributes per user
+    max_users: int  # `fuse` fits on at most this many validation users (a seeded sample)
     ease_l2: float  # L2 weight of the EASE item model
     ease_dense_max_items: int  # dense EASE up to this many items; above, sparse neighbours
     ease_head_items: int  # sparse model: EASE on this many most chosen items, co-occurrence beyond
@@ -440,6 +441,7 @@ RANGES: dict[str, Bound] = {
     "train.search.lexical_weights": NON_NEGATIVE,
     "train.search.personal_weights": NON_NEGATIVE,
     "fusion.per_source": AT_LEAST_1,
+    "fusion.max_users": AT_LEAST_1,
     "fusion.ease_l2": POSITIVE,  # without it the Gram matrix may not be invertible
     "fusion.ease_dense_max_items": AT_LEAST_1,
     "evaluate.max_users": AT_LEAST_1,

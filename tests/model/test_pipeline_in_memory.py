@@ -155,6 +155,10 @@ def test_every_stage_runs_in_memory(tiny_tables, tiny_model_data, trained_retrie
     assert fused.report["stacker_trees"] > 0 and fused.report["validation_users"] > 0
     for name, m in fused.report["validation"].items():
         assert in_unit_interval(m), name
+    # fusion.max_users: fuse fits on a seeded sample of the validation users
+    few_users = with_overrides(cfg, {"fusion": {"max_users": 40}})
+    assert fused.report["validation_users"] > 40
+    assert fuse.run(few_users, fuse.FuseInputs(data, models)).report["validation_users"] == 40
 
     # evaluate: every source and method on the test users, and search on the test queries
     searcher = personalise(search.searcher, ranking.model, data, SEARCH_HISTORY)

@@ -28,6 +28,7 @@ from recfusion.models.devices import DevicePlan
 from recfusion.models.epochs import Selection, epoch_seed, gathered_batches, train_epochs
 from recfusion.models.inference import traced
 from recfusion.models.inputs import ItemTable, user_inputs
+from recfusion.models.optimizers import LazyAdam
 from recfusion.models.ranking_data import Histories, RankingExamples
 from recfusion.models.tf_setup import keras, tf, tfrs
 from recfusion.models.towers import TowerSizes, masked_mean
@@ -194,7 +195,7 @@ def fit_ranking(
     with plan.strategy.scope():
         model = RankingModel(sizes, data.catalog, heads, cfg)
         # the tasks weight their own losses; nothing for Keras' weighted_metrics to add
-        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), weighted_metrics=[])
+        model.compile(optimizer=LazyAdam(cfg.learning_rate), weighted_metrics=[])
     batch = cfg.batch_size * plan.strategy.num_replicas_in_sync
     with plan.strategy.scope():
         # built before training, so that a checkpoint restores into its variables

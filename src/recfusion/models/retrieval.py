@@ -33,6 +33,7 @@ from recfusion.models.inputs import (
     training_examples,
     user_inputs,
 )
+from recfusion.models.optimizers import LazyAdam
 from recfusion.models.tf_setup import keras, tf, tfrs
 from recfusion.models.towers import ItemTower, TowerSizes, UserTower
 
@@ -234,7 +235,7 @@ def fit_retrieval(
             rc,
             probability,
         )
-        model.compile(optimizer=keras.optimizers.Adam(rc.learning_rate))
+        model.compile(optimizer=LazyAdam(rc.learning_rate))
         # build the variables in the strategy's scope, so a checkpoint can restore into them
         model.user_tower(user_inputs(data.users, examples.user[:1], examples.history[:1]))
         model.item_tower(examples.item[:1])

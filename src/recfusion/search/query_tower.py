@@ -19,6 +19,7 @@ from recfusion.config import SearchConfig
 from recfusion.metrics.ranking import ranking_metrics, top_k
 from recfusion.models.devices import DevicePlan
 from recfusion.models.inference import traced
+from recfusion.models.optimizers import LazyAdam
 from recfusion.models.tf_setup import keras, tf, tfrs
 from recfusion.models.towers import IdDropout, masked_mean
 from recfusion.search.text import QueryEncoder, swap_typo
@@ -139,7 +140,7 @@ def fit_query_tower(
         tower = QueryTower(encoder.n_words, encoder.buckets, cfg.hidden_units,
                            item_embeddings.shape[1], cfg.word_dropout, seed)  # fmt: skip
         model = QuerySearchModel(tower, item_embeddings, cfg)
-        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
+        model.compile(optimizer=LazyAdam(cfg.learning_rate))
         tower(encoder.encode(train[0][:1]))
     history: list[dict] = []
     best, best_epoch, best_weights, wait = -1.0, -1, tower.get_weights(), 0

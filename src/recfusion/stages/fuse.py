@@ -1,7 +1,8 @@
 """Stage `fuse`: fit the fusion of the candidate sources on the validation period.
 
 Reads data/prepared/ and models/retrieval, ranking and tags; builds every source's candidates for the
-validation users (sources see the train split only), fits the weighted fusion's weights by
+validation users (at most `fusion.max_users` of them, a seeded sample; sources see the train
+split only), fits the weighted fusion's weights by
 coordinate ascent on NDCG@10 and the LightGBM lambdarank stacker (a fifth of the users held out
 for early stopping). Writes models/fusion/ (weights.json, stacker.txt) and reports/fusion.json
 (validation NDCG@10 / Recall@10 of each source and of the voting methods; the weighted and
@@ -58,7 +59,9 @@ def read_inputs(cfg: Config, prepared_dir: Path = PREPARED_DIR,
 
 def run(cfg: Config, inputs: FuseInputs) -> Fused:
     """Fits the fusion on the validation period and reports each source and method there."""
-    val = period(cfg.fusion, inputs.data, ["train"], ["val"], inputs.models)
+    val = period(
+        cfg.fusion, inputs.data, ["train"], ["val"], inputs.models, cfg.fusion.max_users, cfg.seed
+    )
     log.info("fuse: %d validation users, up to %d candidates each", len(val.candidates.rows),
              val.candidates.items.shape[1])  # fmt: skip
     fitted = fit_fusion(val, cfg.fusion, cfg.seed)
