@@ -213,6 +213,9 @@ class SearchConfig:
     learning_rate: float  # Adam learning rate
     temperature: float  # softmax temperature of the TFRS Retrieval task
     patience: int  # epochs without validation gain before stopping
+    max_eval_queries: (
+        int  # validation queries each epoch's MRR@10 scores (a seeded sample); 0 = all
+    )
     candidates: int  # candidates the lexical and the semantic retriever each contribute
     rrf_k: int  # reciprocal rank fusion constant: 1 / (rrf_k + rank)
     lexical_weights: tuple[float, ...]  # RRF weights of BM25 (semantic = 1) tried on validation
@@ -436,6 +439,7 @@ RANGES: dict[str, Bound] = {
     "train.search.learning_rate": POSITIVE,
     "train.search.temperature": POSITIVE,
     "train.search.patience": AT_LEAST_1,
+    "train.search.max_eval_queries": NON_NEGATIVE,
     "train.search.candidates": AT_LEAST_1,
     "train.search.rrf_k": NON_NEGATIVE,  # ranks start at 1
     "train.search.lexical_weights": NON_NEGATIVE,

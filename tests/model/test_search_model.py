@@ -67,9 +67,10 @@ def test_a_typo_finds_what_the_correct_spelling_finds(searcher) -> None:
             continue
         hits.append(_leaf_share(s, items, typo, f"{dept}>{sub}>{leaf}"))
         assert (s.lexical([typo]) == -1).all()
-    # chance is 1/72; without typo copies in training this was 0.19 on the tiny data, with 0.35
-    # (on the default data 0.92, against 0.99 for the correct spelling)
-    assert np.mean(hits) > 0.25, hits
+    # chance is 1/72; on the tiny data, seeds 42, 1, 2: 0.25, 0.31, 0.30 with typo copies in
+    # training, 0.16, 0.13, 0.16 without (on the default data 0.92, against 0.99 for the
+    # correct spelling)
+    assert np.mean(hits) > 0.2, hits
 
 
 def test_hybrid_beats_bm25_on_validation_queries(searcher) -> None:

@@ -71,8 +71,12 @@ def choose_weights(searcher: Searcher, queries: QuerySet, lexical_weights: Seque
         ranked, _ = reciprocal_rank_fusion([lexical, semantic], [w, 1.0], searcher.settings.rrf_k)
         trials[f"lexical_weight={w}"] = metrics_of(ranked, queries.clicked)
     best_lex = max(lexical_weights, key=lambda w: trials[f"lexical_weight={w}"]["ndcg@10"])
+    # the ranking model orders the hybrid list once; each weight only re-fuses the two orders
+    hybrid, _ = searcher.hybrid(queries.texts, best_lex, lists)
+    by_model = searcher.model_order(hybrid, queries.rows) if any(personal_weights) else None
     for w in personal_weights:
-        ranked, _ = searcher.personalised(queries.texts, queries.rows, w, best_lex, lists)
+        ranked, _ = searcher.personalised(queries.texts, queries.rows, w, best_lex, lists,
+                                          by_model)  # fmt: skip
         trials[f"personal_weight={w}"] = metrics_of(ranked, queries.clicked)
     best_pers = max(personal_weights, key=lambda w: trials[f"personal_weight={w}"]["ndcg@10"])
     log.info("search weights on validation: lexical %.2f, personal %.2f", best_lex, best_pers)

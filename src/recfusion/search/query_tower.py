@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from recfusion.config import SearchConfig
-from recfusion.metrics.ranking import ranking_metrics, top_k
+from recfusion.metrics.ranking import ranking_metrics, rows_per_batch, sample_users, top_k
 from recfusion.models.devices import DevicePlan
+from recfusion.models.epochs import epoch_seed, gathered_batches
 from recfusion.models.inference import traced
 from recfusion.models.optimizers import LazyAdam
 from recfusion.models.tf_setup import keras, tf, tfrs
@@ -90,9 +91,14 @@ def embed_queries(tower: QueryTower, encoder: QueryEncoder, texts: list[str]) ->
 
 def semantic_mrr(tower: QueryTower, encoder: QueryEncoder, item_embeddings: np.ndarray,
                  texts: list[str], clicked: np.ndarray) -> float:  # fmt: skip
-    """MRR@10 of the query tower alone over the whole catalogue."""
-    ranked = top_k(embed_queries(tower, encoder, texts) @ item_embeddings.T, 10)
-    return ranking_metrics(ranked, [np.array([c]) for c in clicked], [10])["mrr@10"]
+    """MRR@10 of the query tower alone over the whole catalogue, a bounded number of queries
+    scored at a time (`rows_per_batch`: a large shop's queries x items would not fit)."""
+    queries = embed_queries(tower, encoder, texts)
+    step = rows_per_batch(len(item_embeddings))
+    ranked = [top_k(queries[i : i + step] @ item_embeddings.T, 10)
+              for i in range(0, len(queries), step)]  # fmt: skip
+    ranked_all = np.concatenate(ranked) if ranked else np.zeros((0, 10), dtype=np.int64)
+    return ranking_metrics(ranked_all, [np.array([c]) for c in clicked], [10])["mrr@10"]
 
 
 def fit_query_tower(
@@ -131,11 +137,19 @@ def fit_query_tower(
     # each query once more with a typo, so misspellings land where the right spelling does
     texts = list(train[0]) + [swap_typo(t, rng) for t in train[0]] * cfg.typo_copies
     clicked = np.concatenate([train[1]] * (1 + cfg.typo_copies))
-    features = {"query": encoder.encode(texts), "item": clicked.astype(np.int32)}
-    n = len(texts)
-    dataset = (tf.data.Dataset.from_tensor_slices(features)
-               .shuffle(n, seed=seed, reshuffle_each_iteration=True)
-               .batch(batch, drop_remainder=n >= batch).prefetch(2))  # fmt: skip
+    query, item = encoder.encode(texts), clicked.astype(np.int32)
+
+    def epoch_batches(epoch: int) -> tf.data.Dataset:
+        def batch_of(idx: np.ndarray) -> dict:
+            return {"query": {k: v[idx] for k, v in query.items()}, "item": item[idx]}
+
+        return gathered_batches(batch_of, len(texts), batch, epoch_seed(seed, epoch),
+                                drop_remainder=True)  # fmt: skip
+
+    # each epoch's validation MRR@10 on at most max_eval_queries of them (a seeded sample)
+    if cfg.max_eval_queries:
+        keep = sample_users(np.arange(len(val[0])), cfg.max_eval_queries, seed)
+        val = ([val[0][i] for i in keep], np.asarray(val[1])[keep])
     with plan.strategy.scope():
         tower = QueryTower(encoder.n_words, encoder.buckets, cfg.hidden_units,
                            item_embeddings.shape[1], cfg.word_dropout, seed)  # fmt: skip
@@ -146,7 +160,7 @@ def fit_query_tower(
     best, best_epoch, best_weights, wait = -1.0, -1, tower.get_weights(), 0
     t = time.perf_counter()
     for epoch in range(cfg.epochs):
-        loss = model.fit(dataset, epochs=1, verbose=0).history["loss"][-1]
+        loss = model.fit(epoch_batches(epoch), epochs=1, verbose=0).history["loss"][-1]
         mrr = semantic_mrr(tower, encoder, item_embeddings, val[0], val[1])
         history.append({"epoch": epoch + 1, "loss": float(loss), "val_mrr@10": mrr})
         log.info("search epoch %d/%d: loss %.4f, validation MRR@10 %.4f", epoch + 1, cfg.epochs,

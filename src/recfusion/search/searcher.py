@@ -97,17 +97,30 @@ class Searcher:
         lexical, semantic = lists if lists is not None else self.retrieve(texts)
         return reciprocal_rank_fusion([lexical, semantic], [weight, 1.0], self.settings.rrf_k)
 
-    def personalised(self, texts: Sequence[str], rows: np.ndarray,
-                     personal_weight: float | None = None, lexical_weight: float | None = None,
-                     lists: Lists | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-        """The hybrid list re-fused with the ranking model's order for each query's user."""
-        items, scores = self.hybrid(texts, lexical_weight, lists)
-        weight = self.settings.personal_weight if personal_weight is None else personal_weight
-        if self.personal is None or weight == 0 or items.shape[1] == 0:
-            return items, scores
+    def model_order(self, items: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
+        """[n, m] each query's candidate `items` in the ranking model's order for the query's
+        user (an anonymous query, row -1, keeps its own order); None without a ranking model or
+        candidates."""
+        if self.personal is None or items.shape[1] == 0:
+            return None
         by_model = rank_by_score(items, self.personal(rows, np.maximum(items, 0)))
         anonymous = rows < 0
         by_model[anonymous] = items[anonymous]
+        return by_model
+
+    def personalised(self, texts: Sequence[str], rows: np.ndarray,
+                     personal_weight: float | None = None, lexical_weight: float | None = None,
+                     lists: Lists | None = None, by_model: np.ndarray | None = None,
+                     ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """The hybrid list re-fused with the ranking model's order for each query's user.
+        `by_model`: that order (`model_order` of the hybrid list) when the caller has it."""
+        items, scores = self.hybrid(texts, lexical_weight, lists)
+        weight = self.settings.personal_weight if personal_weight is None else personal_weight
+        if weight == 0:
+            return items, scores
+        by_model = self.model_order(items, rows) if by_model is None else by_model
+        if by_model is None:
+            return items, scores
         return reciprocal_rank_fusion([items, by_model], [1.0, weight], self.settings.rrf_k)
 
     def search(self, text: str, row: int, k: int, exclude: np.ndarray,
