@@ -45,10 +45,10 @@ def gathered_batches(
     `order_seed`, or 0..n-1 when it is None.
 
     The examples stay in their NumPy arrays and each batch is gathered when the model asks for
-    it (`from_generator`), so memory is the arrays plus a few batches. `from_tensor_slices`
-    would copy every array into the graph (which cannot pass 2 GB) and a full-length `shuffle`
-    would hold every example again, one small tensor each: most of a training stage's memory at
-    a large shop's millions of examples.
+    it (`from_generator`), so memory is the arrays (kept while the process lives: TF holds the
+    generator) plus a few batches. `from_tensor_slices` would copy every array into the graph
+    (which cannot pass 2 GB) and a full-length `shuffle` would hold every example again, one
+    small tensor each: most of a training stage's memory at a large shop's millions of examples.
 
     Args:
         make: example positions -> the batch's nested structure of arrays (first dimension the
@@ -56,16 +56,20 @@ def gathered_batches(
         drop_remainder: leave out a last batch smaller than `batch_size` (not when that is the
             only batch).
     """
-    order = np.arange(n) if order_seed is None else np.random.default_rng(order_seed).permutation(n)
     stop = n - n % batch_size if drop_remainder and n >= batch_size else n
 
     def batches() -> Any:
+        # drawn here, not held by the closure: TF 2.21 never frees a from_generator dataset's
+        # generator (tensorflow#57690), so a per-epoch array kept by it would pile up
+        order = (
+            np.arange(n) if order_seed is None else np.random.default_rng(order_seed).permutation(n)
+        )
         for start in range(0, stop, batch_size):
             yield make(order[start : start + batch_size])
 
     signature = tf.nest.map_structure(
         lambda a: tf.TensorSpec((None, *np.shape(a)[1:]), tf.as_dtype(np.asarray(a).dtype)),
-        make(order[:0]),
+        make(np.arange(0)),
     )
     return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)
 

@@ -31,6 +31,7 @@ from recfusion.models.export import load_user_encoder
 from recfusion.models.inputs import user_inputs
 from recfusion.models.ranking import RankingModel, fit_ranking, predict, save_ranking_model
 from recfusion.models.ranking_data import (
+    Histories,
     RankingExamples,
     example_histories,
     heads_for,
@@ -110,8 +111,8 @@ def retrieval_top_k(encode: Callable[[dict], np.ndarray], items: np.ndarray, dat
 def head_reports(
     model: RankingModel,
     heads: tuple[str, ...],
-    val: tuple[RankingExamples, np.ndarray],
-    test: tuple[RankingExamples, np.ndarray],
+    val: tuple[RankingExamples, Histories],
+    test: tuple[RankingExamples, Histories],
     data: ModelData,
 ) -> dict:
     """Per head: test metrics at the threshold chosen on validation."""
