@@ -72,11 +72,10 @@ def choose_weights(searcher: Searcher, queries: QuerySet, lexical_weights: Seque
         trials[f"lexical_weight={w}"] = metrics_of(ranked, queries.clicked)
     best_lex = max(lexical_weights, key=lambda w: trials[f"lexical_weight={w}"]["ndcg@10"])
     # the ranking model orders the hybrid list once; each weight only re-fuses the two orders
-    hybrid, _ = searcher.hybrid(queries.texts, best_lex, lists)
+    hybrid, scores = searcher.hybrid(queries.texts, best_lex, lists)
     by_model = searcher.model_order(hybrid, queries.rows) if any(personal_weights) else None
     for w in personal_weights:
-        ranked, _ = searcher.personalised(queries.texts, queries.rows, w, best_lex, lists,
-                                          by_model)  # fmt: skip
+        ranked, _ = searcher.fuse_model_order(hybrid, scores, by_model, w)
         trials[f"personal_weight={w}"] = metrics_of(ranked, queries.clicked)
     best_pers = max(personal_weights, key=lambda w: trials[f"personal_weight={w}"]["ndcg@10"])
     log.info("search weights on validation: lexical %.2f, personal %.2f", best_lex, best_pers)

@@ -110,16 +110,18 @@ class Searcher:
 
     def personalised(self, texts: Sequence[str], rows: np.ndarray,
                      personal_weight: float | None = None, lexical_weight: float | None = None,
-                     lists: Lists | None = None, by_model: np.ndarray | None = None,
-                     ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-        """The hybrid list re-fused with the ranking model's order for each query's user.
-        `by_model`: that order (`model_order` of the hybrid list) when the caller has it."""
+                     lists: Lists | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """The hybrid list re-fused with the ranking model's order for each query's user."""
         items, scores = self.hybrid(texts, lexical_weight, lists)
         weight = self.settings.personal_weight if personal_weight is None else personal_weight
-        if weight == 0:
-            return items, scores
-        by_model = self.model_order(items, rows) if by_model is None else by_model
-        if by_model is None:
+        by_model = None if weight == 0 else self.model_order(items, rows)
+        return self.fuse_model_order(items, scores, by_model, weight)
+
+    def fuse_model_order(self, items: np.ndarray, scores: np.ndarray, by_model: np.ndarray | None,
+                weight: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """The hybrid list (`items`, `scores`) fused with `by_model` at `weight`; unchanged
+        when there is no model order or the weight is 0."""
+        if by_model is None or weight == 0:
             return items, scores
         return reciprocal_rank_fusion([items, by_model], [1.0, weight], self.settings.rrf_k)
 
