@@ -75,6 +75,11 @@ def copy_repo(dest: Path) -> tuple[Path, dict[str, str]]:
             shutil.copy2(src, dest / name)
     params = yaml.safe_load((dest / "params.yaml").read_text())
     params["ingest"]["synthetic"]["size"] = "tiny"
+    # fewer epochs than the default run: these workspaces check the pipeline's wiring, outputs
+    # and serving (tests/model checks what the models learn), and every stage of the shared
+    # trained workspace is on the critical path of both test workers
+    for model, epochs in (("retrieval", 4), ("ranking", 3), ("tags", 15), ("search", 6)):
+        params["train"][model]["epochs"] = epochs
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = tool_env()
     sh(["git", "init", "-q"], dest, env)

@@ -321,7 +321,7 @@ def test_a_multi_worker_stage_runs_one_task_per_worker(project: Path, trained_wo
     dest = copy_workspace(trained_workspace[0], tmp_path)
     params = yaml.safe_load((dest / "params.yaml").read_text())
     params["train"].update(distribute="multi_worker", workers=2)
-    params["train"]["retrieval"]["epochs"] = 2
+    params["train"]["retrieval"]["epochs"] = 1
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**stage_env(), "RECFUSION_PROJECT_DIR": str(dest)}
     assert stage_is_stale(dest, "train_retrieval", env)

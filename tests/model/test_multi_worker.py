@@ -72,7 +72,7 @@ def workspace(tmp_path_factory, tiny_tables) -> Path:
     # every epoch runs (on 730 examples an early stop after 2 epochs stays near popularity)
     params["train"]["retrieval"].update({**TRAIN["train"]["retrieval"], "batch_size": 128,
                                          "patience": 6})  # fmt: skip
-    params["train"]["ranking"].update(epochs=2, hard_negatives=0)
+    params["train"]["ranking"].update(epochs=1, hard_negatives=0)
     (root / "multi.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return root
 
