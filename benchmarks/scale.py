@@ -10,10 +10,11 @@ After `evaluate`: NDCG@10 of the packaged method and of each source and method
 (reports/metrics.json). A stage that fails ends that size with its error recorded.
 
     python benchmarks/scale.py --size small [--size medium ...] [--until evaluate]
-        [--set train.retrieval.epochs=3] [--workdir /tmp/recfusion-scale] [--resume]
+        [--set train.retrieval.epochs=3] [--workdir /tmp/recfusion-scale] [--resume [--pull]]
 
 `--resume` goes on in the clone an earlier run of that size left, after the stages it finished
-(its entry keeps the commit it was cloned at).
+(its entry keeps the commit it was cloned at); `--resume --pull` first moves that clone to this
+checkout's HEAD, to go on after a fix. Every stage records the commit it ran at.
 
 Results: benchmarks/results/scale.json, one entry per size (a new run of a size replaces its
 entry, other sizes' entries stay).
@@ -78,6 +79,23 @@ def clone(dest: Path, size: str, overrides: dict[str, Any]) -> None:
     if dest.exists():
         shutil.rmtree(dest)
     subprocess.run(["git", "clone", "-q", str(REPO), str(dest)], check=True)  # committed files
+    write_params(dest, size, overrides)
+
+
+def update(dest: Path, size: str, overrides: dict[str, Any]) -> None:
+    """Brings the clone to this checkout's HEAD (committed files), its params set again; the
+    data and models the finished stages left stay."""
+    subprocess.run(["git", "checkout", "-q", "params.yaml"], cwd=dest, check=True)
+    subprocess.run(["git", "pull", "-q", "--ff-only", str(REPO), "HEAD"], cwd=dest, check=True)
+    write_params(dest, size, overrides)
+
+
+def head(root: Path) -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+
+
+def write_params(dest: Path, size: str, overrides: dict[str, Any]) -> None:
     params = yaml.safe_load((dest / "params.yaml").read_text())
     params["ingest"]["source"] = "synthetic"
     params["ingest"]["synthetic"]["size"] = size
@@ -100,7 +118,7 @@ def run_stage(root: Path, name: str, log: Path) -> dict[str, Any]:
     seconds = time.perf_counter() - t
     peak = [int(line.split()[1]) for line in done.stderr.splitlines() if line.startswith(PEAK)]
     result = {"seconds": round(seconds, 1), "peak_rss_gb": round(peak[-1] / 2**20, 2) if peak else None,
-              "ok": done.returncode == 0}  # fmt: skip
+              "ok": done.returncode == 0, "commit": head(root)}  # fmt: skip
     if done.returncode != 0:
         result["error"] = done.stderr.strip()[-1500:]
     return result
@@ -119,15 +137,19 @@ def quality(root: Path) -> dict[str, Any]:
 
 
 def run_size(size: str, until: str | None, overrides: dict[str, Any], workdir: Path,
-             save: Callable[[dict], None], previous: dict | None = None) -> dict:  # fmt: skip
+             save: Callable[[dict], None], previous: dict | None = None,
+             pull: bool = False) -> dict:  # fmt: skip
     """Runs the stages of `size`; `save(entry)` after each, so a run stopped midway keeps the
     stages it finished. With `previous` (the entry of an earlier run in the same clone), the
-    clone is kept and the stages it finished are not run again."""
+    clone is kept and the stages it finished are not run again; with `pull` too, the clone first
+    moves to this checkout's HEAD (each stage records the commit it ran)."""
     root = workdir / size
     log = workdir / f"{size}.log"
     if previous is None:
         clone(root, size, overrides)
         log.write_text("")
+    elif pull:
+        update(root, size, overrides)
     stages = list(yaml.safe_load((root / "dvc.yaml").read_text())["stages"])
     if until:
         stages = stages[: stages.index(until) + 1]
@@ -168,6 +190,11 @@ def main() -> None:
         action="store_true",
         help="go on in the clone of an earlier run, after the stages it finished",
     )
+    parser.add_argument(
+        "--pull",
+        action="store_true",
+        help="with --resume: first bring the clone to this checkout's HEAD",
+    )
     args = parser.parse_args()
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -178,14 +205,14 @@ def main() -> None:
                             capture_output=True, text=True).stdout.strip()  # fmt: skip
     for size in args.size:
         previous = sizes.get(size) if args.resume else None
-        at = previous["commit"] if previous else commit  # the code the clone runs
+        at = previous["commit"] if previous else commit  # the code the clone was made at
 
         def save(entry: dict, size: str = size, at: str = at) -> None:
             sizes[size] = {**entry, "commit": at, "machine": machine()}
             RESULTS.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
 
-        save(run_size(size, args.until, overrides, args.workdir, save, previous))
+        save(run_size(size, args.until, overrides, args.workdir, save, previous, args.pull))
         print(json.dumps({k: v for k, v in sizes[size].items() if k != "stages"}, indent=2))
     print(f"wrote {path}")
 

@@ -121,7 +121,7 @@ def test_every_stage_runs_in_memory(tiny_tables, tiny_model_data, trained_retrie
 
     # train_ranking: hard negatives from the exported retrieval model
     ranking = train_ranking.run(cfg, train_ranking.RankingInputs(
-        prep, data, retrieval.meta["sizes"]["dim"], export.encode, export.items,
+        prep, data, retrieval.meta["sizes"]["dim"], export.encode, export.item_index,
         tmp_path / "ranking_backup"))  # fmt: skip
     assert ranking.report["hard_negatives"]
     assert set(ranking.report["heads"]) == set(ranking.heads) and ranking.heads

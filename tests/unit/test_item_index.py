@@ -42,6 +42,18 @@ def test_faiss_index_finds_the_exact_top_on_a_small_catalogue() -> None:
     assert not any(np.isin(f, e).any() for f, e in zip(found, EXCLUDE, strict=True))
 
 
+def test_faiss_index_answers_each_query_when_exclusions_differ_in_size() -> None:
+    """Queries are searched in groups of similar exclusion sizes; each answer is still its own
+    query's (a mix-up would drop recall far below the exact scan's)."""
+    exact_order = np.argsort(-(QUERIES @ ITEMS.T), axis=1)
+    exclude = [exact_order[i, : (i % 5) * 15] for i in range(len(QUERIES))]  # 0 to 60 items
+    found = ItemIndex(ITEMS, build_faiss(ITEMS)).top(QUERIES, 10, exclude)
+    exact = top_k(QUERIES @ ITEMS.T, 10, exclude)
+    recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact, strict=True)])
+    assert recall >= 0.95
+    assert not any(np.isin(f, e).any() for f, e in zip(found, exclude, strict=True))
+
+
 def test_load_uses_the_exported_index_and_checks_its_size(tmp_path: Path) -> None:
     assert not ItemIndex.load(tmp_path, ITEMS).approximate  # nothing exported: exact scan
     save_faiss(ITEMS, tmp_path / "index.faiss")
@@ -69,7 +81,9 @@ class _Dense(Source):
 
 
 def test_gather_skips_padding_and_ranks_what_was_found() -> None:
-    c = gather([_Short(), _Dense()], np.array([0]), None, [np.array([], int)], per_source=3)
+    c = gather(
+        [_Short(), _Dense()], np.array([0]), None, [np.array([], int)], per_source=3, batch=16
+    )  # no history: the batch size is given
     # union of {5, 3} and the dense top 3 {7, 6, 5}
     assert c.items[0].tolist()[:4] == [3, 5, 6, 7]
     assert c.ranks["short"][0, :4].tolist() == [2, 1, 4, 4]  # absent = per_source + 1

@@ -17,6 +17,7 @@ import numpy as np
 from recfusion.metrics.ranking import top_k
 
 INDEX_FILE = "index.faiss"
+SEARCH_BATCH = 1024  # queries per faiss search, grouped by how many items they exclude
 
 
 class ItemIndex:
@@ -53,13 +54,17 @@ class ItemIndex:
         n = min(n, len(self.items))
         if self.hnsw is None:
             return top_k(queries @ self.items.T, n, exclude).astype(np.int64)
-        extra = max((len(e) for e in exclude), default=0) if exclude is not None else 0
-        want = min(n + extra, len(self.items))
-        _, found = self.hnsw.search(np.ascontiguousarray(queries, dtype=np.float32), want)
         out = np.full((len(queries), n), -1, dtype=np.int64)
-        for u, row in enumerate(found):
-            row = row[row >= 0]
-            if exclude is not None and len(exclude[u]):
-                row = row[~np.isin(row, exclude[u])]
-            out[u, : min(n, len(row))] = row[:n]
+        sizes = np.array([len(e) for e in exclude] if exclude is not None else [0] * len(queries))
+        order = np.argsort(sizes, kind="stable")
+        for start in range(0, len(order), SEARCH_BATCH):
+            part = order[start : start + SEARCH_BATCH]
+            # a batch of queries with similar exclusions asks for n plus the most it excludes
+            want = min(n + int(sizes[part].max()), len(self.items))
+            _, found = self.hnsw.search(np.ascontiguousarray(queries[part], dtype=np.float32), want)
+            for u, row in zip(part, found, strict=True):
+                row = row[row >= 0]
+                if sizes[u]:
+                    row = row[~np.isin(row, exclude[u])]  # type: ignore[index]
+                out[u, : min(n, len(row))] = row[:n]
         return out

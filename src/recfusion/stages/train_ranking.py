@@ -24,11 +24,12 @@ import numpy as np
 from recfusion.config import Config, RankingConfig
 from recfusion.data.io import read_json, write_json
 from recfusion.metrics.classification import best_f1_threshold, binary_report
-from recfusion.metrics.ranking import rows_per_batch, top_k
+from recfusion.metrics.ranking import rows_per_batch
 from recfusion.models.dataset import ModelData, PreparedData, build_model_data, read_prepared
 from recfusion.models.devices import plan_devices
 from recfusion.models.export import load_user_encoder
 from recfusion.models.inputs import user_inputs
+from recfusion.models.item_index import ItemIndex
 from recfusion.models.ranking import RankingModel, fit_ranking, predict, save_ranking_model
 from recfusion.models.ranking_data import (
     Histories,
@@ -61,7 +62,7 @@ class RankingInputs:
     data: ModelData  # the same as the models see it
     retrieval_dim: int  # the retrieval model's embedding size (the towers' sizes)
     encode: Callable[[dict], np.ndarray] | None  # the retrieval user tower (hard negatives)
-    item_embeddings: np.ndarray | None  # [n_items, dim] the retrieval item embeddings
+    items: ItemIndex | None  # the retrieval item embeddings (and faiss index when exported)
     backup: Path  # per-epoch resume state of this data and configuration
 
 
@@ -86,25 +87,28 @@ def read_inputs(cfg: Config, prepared_dir: Path = PREPARED_DIR,
     encode, items = None, None
     if cfg.train.ranking.hard_negatives:
         encode = load_user_encoder(retrieval_dir / "user_tower")
-        items = np.load(retrieval_dir / "item_embeddings.npy")
+        items = ItemIndex.load(retrieval_dir, np.load(retrieval_dir / "item_embeddings.npy"))
     backup = checkpoints_dir / "train_ranking" / fingerprint(cfg, prepared_dir)
     dim = int(read_json(retrieval_dir / "meta.json")["sizes"]["dim"])
     return RankingInputs(prepared, data, dim, encode, items, backup)
 
 
-def retrieval_top_k(encode: Callable[[dict], np.ndarray], items: np.ndarray, data: ModelData,
+def retrieval_top_k(encode: Callable[[dict], np.ndarray], items: ItemIndex, data: ModelData,
                     rows: np.ndarray, k: int, exclude: dict[int, np.ndarray],
                     ) -> dict[int, np.ndarray]:  # fmt: skip
-    """user row -> the retrieval model's top-k catalogue positions, excluding `exclude`."""
+    """user row -> the retrieval model's top-k catalogue positions, excluding `exclude`: an
+    exact scan, or the faiss index the retrieval model exported for a large catalogue (an exact
+    scan of every train user against 200,000 items is 90 billion scores). Fewer than k when the
+    approximate index finds fewer."""
     queries = encode(user_inputs(data.users, rows, data.history(["train"])[rows]))
     empty = np.array([], dtype=np.int64)
     out: dict[int, np.ndarray] = {}
-    step = rows_per_batch(len(items))
+    step = rows_per_batch(len(items.items))
     for start in range(0, len(rows), step):
         part = rows[start : start + step]
-        ranked = top_k(queries[start : start + step] @ items.T, k,
-                       [exclude.get(int(u), empty) for u in part])  # fmt: skip
-        out.update({int(u): r for u, r in zip(part, ranked, strict=True)})
+        ranked = items.top(queries[start : start + step], k,
+                           [exclude.get(int(u), empty) for u in part])  # fmt: skip
+        out.update({int(u): r[r >= 0] for u, r in zip(part, ranked, strict=True)})
     return out
 
 
@@ -165,12 +169,12 @@ def run(cfg: Config, inputs: RankingInputs) -> TrainedRanking:
     rng = np.random.default_rng(cfg.seed)
     hard = None
     if rc.hard_negatives:
-        if inputs.encode is None or inputs.item_embeddings is None:
+        if inputs.encode is None or inputs.items is None:
             raise ValueError("train.ranking.hard_negatives needs the retrieval model's user "
                              "tower and item embeddings in the inputs")  # fmt: skip
         train_touched = touched_items(prepared.splits["train"], data)
         rows = np.array(sorted(train_touched), dtype=np.int64)
-        hard = retrieval_top_k(inputs.encode, inputs.item_embeddings, data, rows,
+        hard = retrieval_top_k(inputs.encode, inputs.items, data, rows,
                                rc.hard_negative_k, train_touched)  # fmt: skip
     heads, sets = build_examples(cfg, data, prepared, hard, rng)
     sizes = tower_sizes(data, inputs.retrieval_dim)
