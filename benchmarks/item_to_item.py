@@ -8,14 +8,16 @@ train + validation and ranks the full catalogue for every test user (train + val
 excluded); NDCG@10 and Recall@10, the paired bootstrap interval of each variant against dense
 EASE, fit seconds and the weights' size.
 
-    python benchmarks/item_to_item.py [--datasets movielens small] [--at-scale]
+    python benchmarks/item_to_item.py [--datasets movielens small medium] [--at-scale]
 
-Results: benchmarks/results/item_to_item.json.
+Results: benchmarks/results/item_to_item.json (a run of some datasets keeps the others' entries;
+the machine is the last run's).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -41,6 +43,7 @@ from recfusion.stages import prepare  # noqa: E402
 
 L2 = 250.0
 BATCH = 2048
+DEFAULT_HEAD = 5_000  # fusion.ease_head_items in params.yaml
 
 
 def model_data(name: str) -> Any:
@@ -82,21 +85,29 @@ def run(name: str) -> dict[str, Any]:
                     "mb": round(dense.nbytes / 1e6, 1)}  # fmt: skip
     metrics, base = evaluate(dense, x, users, relevant)
     out["dense"].update(metrics)
-    heads = sorted({n, n // 2, n // 4, n // 10})
-    for head in heads:
-        for neighbours in (100, 200):
-            t = time.perf_counter()
-            b = sparse_ease_weights(x, L2, head, neighbours)
-            seconds = time.perf_counter() - t
-            metrics, per_user = evaluate(b, x, users, relevant)
-            size = (b.data.nbytes + b.indices.nbytes + b.indptr.nbytes) / 1e6
-            out[f"sparse head={head} neighbours={neighbours}"] = {
-                **metrics, "fit_seconds": round(seconds, 2), "mb": round(size, 1),
-                "head_share": round(head / n, 3),
-                "versus_dense": paired_bootstrap(per_user, base),
-                "within_0.01_of_dense": out["dense"]["ndcg@10"] - metrics["ndcg@10"] <= 0.01}  # fmt: skip
-            print(name, head, neighbours, metrics, flush=True)
+    for head, neighbours in variants(n):
+        t = time.perf_counter()
+        b = sparse_ease_weights(x, L2, head, neighbours)
+        seconds = time.perf_counter() - t
+        metrics, per_user = evaluate(b, x, users, relevant)
+        size = (b.data.nbytes + b.indices.nbytes + b.indptr.nbytes) / 1e6
+        out[f"sparse head={head} neighbours={neighbours}"] = {
+            **metrics, "fit_seconds": round(seconds, 2), "mb": round(size, 1),
+            "head_share": round(head / n, 3),
+            "versus_dense": paired_bootstrap(per_user, base),
+            "within_0.01_of_dense": out["dense"]["ndcg@10"] - metrics["ndcg@10"] <= 0.01}  # fmt: skip
+        print(name, head, neighbours, metrics, flush=True)
     return out
+
+
+def variants(n_items: int) -> list[tuple[int, int]]:
+    """(head, neighbours) to fit: shares of the catalogue with 100 and 200 neighbours; above
+    DEFAULT_HEAD x 4 items, the default head (params.yaml) and a tenth with 200 instead (a head
+    of the whole catalogue is dense EASE again)."""
+    if n_items <= DEFAULT_HEAD * 4:
+        return [(h, k) for h in sorted({n_items, n_items // 2, n_items // 4, n_items // 10})
+                for k in (100, 200)]  # fmt: skip
+    return [(h, 200) for h in sorted({DEFAULT_HEAD, n_items // 10})]
 
 
 def fit_at_scale(n_items: int, n_users: int, n_events: int, head: int, neighbours: int,
@@ -136,7 +147,15 @@ def main() -> int:
     parser.add_argument("--at-scale", action="store_true",
                         help="also time the sparse fit on a random 200K-item, 13M-event log")  # fmt: skip
     args = parser.parse_args()
-    result: dict[str, Any] = {"l2": L2, "datasets": {d: run(d) for d in args.datasets}}
+    path = Path(__file__).parent / "results" / "item_to_item.json"
+    earlier = json.loads(path.read_text()) if path.is_file() else {}
+    if earlier.get("l2") != L2:
+        earlier = {}
+    # a run of some datasets keeps the others' earlier entries
+    datasets = {**earlier.get("datasets", {}), **{d: run(d) for d in args.datasets}}
+    result: dict[str, Any] = {"l2": L2, "datasets": datasets}
+    if "fit_at_scale" in earlier and not args.at_scale:
+        result["fit_at_scale"] = earlier["fit_at_scale"]
     if args.at_scale:
         result["fit_at_scale"] = fit_at_scale(200_000, 500_000, 13_000_000, 5_000, 200)
         print(result["fit_at_scale"], flush=True)

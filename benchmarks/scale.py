@@ -57,10 +57,11 @@ SIZE_PARAMS: dict[str, dict[str, Any]] = {
     },
 }
 PEAK = "PEAK_RSS_KB"
-MEASURED = (
-    "import resource, subprocess, sys\n"
-    "code = subprocess.run(sys.argv[1:]).returncode\n"
-    f"print('{PEAK}', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
+MEASURED = (  # argv: the file for the peak, then the command
+    "import pathlib, resource, subprocess, sys\n"
+    "code = subprocess.run(sys.argv[2:]).returncode\n"
+    "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+    f"pathlib.Path(sys.argv[1]).write_text(f'{PEAK} {{peak}}')\n"
     "sys.exit(code)\n"
 )
 
@@ -109,18 +110,22 @@ def run_stage(root: Path, name: str, log: Path) -> dict[str, Any]:
     env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
            "PYTHONPATH": str(root / "src")}  # fmt: skip
     t = time.perf_counter()
-    with log.open("a") as out:
-        done = subprocess.run([sys.executable, "-c", MEASURED, str(BIN / "dvc"), "repro",
-                               "--single-item", name], cwd=root, stdout=out,
-                              stderr=subprocess.PIPE, text=True,
-                              env=env)  # fmt: skip
-        out.write(done.stderr)
+    peak_file = log.with_suffix(".peak")  # beside the log, out of the clone
+    peak_file.unlink(missing_ok=True)
+    start = log.stat().st_size if log.exists() else 0
+    with log.open("a") as out:  # the stage's output goes to the log as it comes (tail -f)
+        done = subprocess.run([sys.executable, "-c", MEASURED, str(peak_file), str(BIN / "dvc"),
+                               "repro", "--single-item", name], cwd=root, stdout=out,
+                              stderr=subprocess.STDOUT, env=env)  # fmt: skip
     seconds = time.perf_counter() - t
-    peak = [int(line.split()[1]) for line in done.stderr.splitlines() if line.startswith(PEAK)]
+    text = peak_file.read_text() if peak_file.is_file() else ""
+    peak = [int(line.split()[1]) for line in text.splitlines() if line.startswith(PEAK)]
     result = {"seconds": round(seconds, 1), "peak_rss_gb": round(peak[-1] / 2**20, 2) if peak else None,
               "ok": done.returncode == 0, "commit": head(root)}  # fmt: skip
     if done.returncode != 0:
-        result["error"] = done.stderr.strip()[-1500:]
+        with log.open("rb") as f:
+            f.seek(start)
+            result["error"] = f.read().decode(errors="replace").strip()[-1500:]
     return result
 
 

@@ -262,3 +262,22 @@ def test_a_fresh_clone_runs_materialize() -> None:
     tracked = subprocess.run(["git", "ls-files", "reports/materialize.json", "data/online"],
                              cwd=REPO, capture_output=True, text=True, check=True).stdout  # fmt: skip
     assert tracked == ""
+
+
+def test_a_store_for_some_users_holds_only_their_rows() -> None:
+    """The gate's store knows only the test users it asks for (a large shop has millions)."""
+    from recfusion.models.dataset import PreparedData
+    from recfusion.serving.store import materialize
+
+    split = lambda users: pd.DataFrame({  # noqa: E731
+        "user_id": users, "item_id": "i1", "event_type": "click",
+        "timestamp": pd.Timestamp("2026-01-01")})  # fmt: skip
+    people = pd.DataFrame({"user_id": ["a", "b", "c"], "gender": "F", "region": "x"})
+    prepared = PreparedData({"train": split(["a", "b", "c", "a"]), "val": split(["c", "b"])},
+                            people, pd.DataFrame(), None)  # type: ignore[arg-type]  # fmt: skip
+    some = materialize(prepared, ("train", "val"), KEY, ["c", "a", "c"])
+    assert some.users["user_id"].tolist() == ["a", "c"]
+    assert some.events["user_id"].tolist() == ["a", "c", "a", "c"]  # split order, then arrival
+    every = materialize(prepared, ("train", "val"), KEY)
+    assert every.users["user_id"].tolist() == ["a", "b", "c"]
+    assert len(every.events) == 6

@@ -20,7 +20,7 @@ file would lose its events, SQLite's own documents warn against it).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -95,11 +95,17 @@ def event_rows(events: pd.DataFrame) -> pd.DataFrame:
     }, columns=list(EVENT_COLUMNS))  # fmt: skip
 
 
-def materialize(prepared: PreparedData, splits: Sequence[str], key: bytes) -> StoreContents:
-    """The store's contents from the prepared tables: every user, and the events of `splits` in
-    split order (train, then val, then test)."""
+def materialize(prepared: PreparedData, splits: Sequence[str], key: bytes,
+                users: Collection[str] | None = None) -> StoreContents:  # fmt: skip
+    """The store's contents from the prepared tables: every user (or only `users`), and their
+    events of `splits` in split order (train, then val, then test)."""
     events = pd.concat([prepared.splits[s] for s in splits], ignore_index=True)
-    return StoreContents(user_rows(prepared.users, key), event_rows(events), key_check(key),
+    people = prepared.users
+    if users is not None:
+        wanted = pd.Index(pd.unique(np.asarray(list(users), dtype=str)))
+        people = people[people["user_id"].astype(str).isin(wanted)]
+        events = events[events["user_id"].astype(str).isin(wanted)].reset_index(drop=True)
+    return StoreContents(user_rows(people, key), event_rows(events), key_check(key),
                          f"data/prepared: {'+'.join(splits)}")  # fmt: skip
 
 
@@ -350,8 +356,9 @@ def open_configured(spec: str, project: Path) -> WritableStore:
     return open_store(ready_target(spec, project))
 
 
-def prepared_store(prepared: PreparedData, splits: Sequence[str], key: bytes,
-                   path: Path) -> SqliteStore:  # fmt: skip
-    """A store at `path` knowing every user of `prepared` by the events of `splits` only: the
+def prepared_store(prepared: PreparedData, splits: Sequence[str], key: bytes, path: Path,
+                   users: Collection[str] | None = None) -> SqliteStore:  # fmt: skip
+    """A store at `path` knowing every user of `prepared` (or only `users`: the gate asks for
+    a sample of test users, and a large shop has millions) by the events of `splits` only: the
     gate and `recfusion recommend --history` score a held-out split with it."""
-    return SqliteStore(write_sqlite(materialize(prepared, splits, key), path))
+    return SqliteStore(write_sqlite(materialize(prepared, splits, key, users), path))

@@ -178,8 +178,9 @@ def read_inputs(cfg: Config, tmp: Path, root: Path = ROOT) -> GateInputs:
     infra = probe(reg["registered_uri"], sample, g.sample_requests, env)
     log.info("gate: fresh-process check loads=%s answers=%s p95 %.1f ms", infra.loads,
              infra.answers, infra.latency_ms)  # fmt: skip
-    # both versions read the same users: every user, known by their train + validation events
-    store = prepared_store(prepared, EVAL_HISTORY, pseudonym_key(root), tmp / "store.sqlite")
+    # both versions read the same users: the test users, known by their train + validation events
+    store = prepared_store(prepared, EVAL_HISTORY, pseudonym_key(root), tmp / "store.sqlite",
+                           test.user_ids)  # fmt: skip
     candidate = load_version(reg["registered_uri"], tmp / "candidate", store)
     champion, champion_error = None, None
     if champion_version is not None:

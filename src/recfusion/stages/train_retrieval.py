@@ -7,7 +7,8 @@ Reads data/prepared/; writes models/retrieval/:
 - item_embeddings.npy and item_ids.txt (catalogue order), weights/ (a checkpoint of both towers
   for transfer learning), meta.json (sizes and settings needed to rebuild the towers);
 and reports/retrieval.json (DVC metrics: validation selection, test metrics overall and for
-cold-start users and items, each beside popularity, devices and training time).
+cold-start users and items on at most `evaluate.max_users` test users, each beside popularity,
+devices and training time).
 
 Per-epoch checkpoints live in .recfusion/checkpoints/train_retrieval/<fingerprint>/, outside
 DVC's outputs, so an interrupted run resumes (the one folder `run` writes); `write_outputs`
@@ -67,7 +68,7 @@ def run(cfg: Config, inputs: RetrievalInputs) -> TrainedRetrieval:
     """Trains the two-tower model on the train split (selecting on validation) and tests it."""
     plan = plan_devices(cfg.train.device, cfg.train.distribute)
     fitted = fit_retrieval(inputs.data, cfg.train, cfg.seed, inputs.checkpoints, plan)
-    test = holdout_report(fitted, inputs.data, KS, cfg.seed)
+    test = holdout_report(fitted, inputs.data, KS, cfg.seed, cfg.evaluate.max_users)
     return retrieval_outputs(cfg, inputs.data, fitted, test, plan.describe(), inputs.checkpoints)
 
 
