@@ -85,9 +85,15 @@ def clone(dest: Path, size: str, overrides: dict[str, Any]) -> None:
 
 def update(dest: Path, size: str, overrides: dict[str, Any]) -> None:
     """Brings the clone to this checkout's HEAD (committed files), its params set again; the
-    data and models the finished stages left stay."""
-    subprocess.run(["git", "checkout", "-q", "params.yaml"], cwd=dest, check=True)
+    data and models the finished stages left stay, and so do the tracked files they changed
+    (dvc.lock, reports)."""
+    changed = subprocess.run(["git", "diff", "--name-only"], cwd=dest, capture_output=True,
+                             text=True, check=True).stdout.split()  # fmt: skip
+    kept = {name: (dest / name).read_bytes() for name in changed if name != "params.yaml"}
+    subprocess.run(["git", "checkout", "-q", "--", "."], cwd=dest, check=True)
     subprocess.run(["git", "pull", "-q", "--ff-only", str(REPO), "HEAD"], cwd=dest, check=True)
+    for name, content in kept.items():
+        (dest / name).write_bytes(content)
     write_params(dest, size, overrides)
 
 
