@@ -87,13 +87,17 @@ def update(dest: Path, size: str, overrides: dict[str, Any]) -> None:
     """Brings the clone to this checkout's HEAD (committed files), its params set again; the
     data and models the finished stages left stay, and so do the tracked files they changed
     (dvc.lock, reports)."""
-    changed = subprocess.run(["git", "diff", "--name-only"], cwd=dest, capture_output=True,
+    changed = subprocess.run(["git", "diff", "HEAD", "--name-only"], cwd=dest, capture_output=True,
                              text=True, check=True).stdout.split()  # fmt: skip
-    kept = {name: (dest / name).read_bytes() for name in changed if name != "params.yaml"}
-    subprocess.run(["git", "checkout", "-q", "--", "."], cwd=dest, check=True)
+    kept = {name: (dest / name).read_bytes() if (dest / name).is_file() else None
+            for name in changed if name != "params.yaml"}  # fmt: skip
+    subprocess.run(["git", "checkout", "-q", "HEAD", "--", "."], cwd=dest, check=True)
     subprocess.run(["git", "pull", "-q", "--ff-only", str(REPO), "HEAD"], cwd=dest, check=True)
     for name, content in kept.items():
-        (dest / name).write_bytes(content)
+        if content is None:
+            (dest / name).unlink(missing_ok=True)
+        else:
+            (dest / name).write_bytes(content)
     write_params(dest, size, overrides)
 
 
