@@ -77,11 +77,14 @@ def observed_examples(events: pd.DataFrame, data: ModelData, heads: tuple[str, .
             session = session.astype(object).where(~missing, day)
         # integer codes in the order of the ids: the same groups and order, far less memory
         ev = ev.assign(_s=pd.factorize(session, sort=True)[0])
-        flags = pd.crosstab([ev["_u"], ev["_i"], ev["_s"]], ev["event_type"]) > 0
-        grouped = (
-            ev.groupby(["_u", "_i", "_s"], sort=True)["timestamp"].min().to_frame()
-            .join(flags).reset_index()
-        )  # fmt: skip
+        by = ev.groupby(["_u", "_i", "_s"], sort=True)
+        grouped = by["timestamp"].min().reset_index()
+        group = by.ngroup().to_numpy()  # each event's row of `grouped` (groups in sorted order)
+        kinds = ev["event_type"].to_numpy()
+        for kind in pd.unique(kinds):  # which event types each (user, item, session) had
+            seen = np.zeros(len(grouped), dtype=bool)
+            seen[group[kinds == kind]] = True
+            grouped[kind] = seen
         labels = {
             h: (grouped[h].to_numpy() if h in grouped else np.zeros(len(grouped))).astype(
                 np.float32
