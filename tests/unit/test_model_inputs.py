@@ -45,3 +45,13 @@ def test_last_items_keeps_order_and_skips_unknown() -> None:
     out = last_items(pairs, _Users(), _Catalog(), 2)
     # u1's known items in order: a(1), b(2), d(3) -> last two [2, 3]; u2: d -> [0, 3]
     assert out.tolist() == [[2, 3], [0, 3]]
+
+
+def test_group_by_user_keeps_each_users_order() -> None:
+    from recfusion.models.dataset import group_by_user
+
+    got = group_by_user(np.array([3, 1, 3, 0, 1, 3]), np.array([9, 8, 7, 6, 5, 4]))
+    assert list(got) == [0, 1, 3]  # users ascending
+    assert {u: v.tolist() for u, v in got.items()} == {0: [6], 1: [8, 5], 3: [9, 7, 4]}
+    assert all(v.dtype == np.int64 for v in got.values())
+    assert group_by_user(np.array([], dtype=np.int64), np.array([], dtype=np.int64)) == {}

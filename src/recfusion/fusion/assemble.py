@@ -19,7 +19,7 @@ from recfusion.config import FusionConfig, TagsConfig
 from recfusion.fusion.period import FittedSources, Period, fit_sources
 from recfusion.fusion.sources import ease_fit
 from recfusion.fusion.sub_model_scores import sub_model_scores
-from recfusion.models.dataset import ModelData, PreparedData
+from recfusion.models.dataset import ModelData, PreparedData, group_by_user
 from recfusion.models.export import Retrieval, load_retrieval
 from recfusion.models.ranking import RankingModel, load_ranking_model
 from recfusion.models.ranking_data import usual_hour
@@ -72,6 +72,7 @@ def purchases(prepared: PreparedData, data: ModelData, splits: Sequence[str], ro
     ev = ev[ev["event_type"] == "purchase"]
     u = data.users.positions(ev["user_id"])
     i = data.catalog.positions(ev["item_id"])
-    by_user = pd.Series(i, index=u).groupby(level=0).apply(lambda s: s.to_numpy())
+    keep = np.isin(u, rows)  # only the users asked for: a sample of a large shop's
+    by_user = group_by_user(u[keep], i[keep])
     empty = np.array([], dtype=np.int64)
     return [by_user.get(int(r), empty) for r in rows]

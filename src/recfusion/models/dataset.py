@@ -66,8 +66,19 @@ class ModelData:
         u = self.users.positions(pairs["user_id"])
         item = self.catalog.positions(pairs["item_id"])
         keep = (u >= 0) & (item >= 0)
-        df = pd.DataFrame({"u": u[keep], "item": item[keep]})
-        return {int(k): g.to_numpy(dtype=np.int64) for k, g in df.groupby("u")["item"]}
+        return group_by_user(u[keep], item[keep])
+
+
+def group_by_user(users: np.ndarray, items: np.ndarray) -> dict[int, np.ndarray]:
+    """user row -> that user's `items` (int64) in their order here, users ascending: a stable
+    sort and one split, where a pandas groupby makes a frame per user (seconds at 500K
+    users)."""
+    order = np.argsort(users, kind="stable")
+    u, it = users[order], np.asarray(items, dtype=np.int64)[order]
+    if len(u) == 0:
+        return {}
+    starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])
+    return dict(zip(u[starts].tolist(), np.split(it, starts[1:]), strict=True))
 
 
 def build_model_data(prepared: PreparedData, cfg: TrainConfig) -> ModelData:
