@@ -87,17 +87,24 @@ def update(dest: Path, size: str, overrides: dict[str, Any]) -> None:
     """Brings the clone to this checkout's HEAD (committed files), its params set again; the
     data and models the finished stages left stay, and so do the tracked files they changed
     (dvc.lock, reports)."""
-    changed = subprocess.run(["git", "diff", "HEAD", "--name-only"], cwd=dest, capture_output=True,
-                             text=True, check=True).stdout.split()  # fmt: skip
+    subprocess.run(["git", "fetch", "-q", str(REPO), "HEAD"], cwd=dest, check=True)
+    ahead = subprocess.run(["git", "merge-base", "--is-ancestor", "HEAD", "FETCH_HEAD"], cwd=dest)
+    if ahead.returncode != 0:
+        raise SystemExit(f"{dest}: this checkout's HEAD does not follow the clone's; start anew")
+    changed = subprocess.run(["git", "diff", "HEAD", "--name-only", "-z"], cwd=dest,
+                             capture_output=True, text=True,
+                             check=True).stdout.split("\0")  # fmt: skip
     kept = {name: (dest / name).read_bytes() if (dest / name).is_file() else None
-            for name in changed if name != "params.yaml"}  # fmt: skip
-    subprocess.run(["git", "checkout", "-q", "HEAD", "--", "."], cwd=dest, check=True)
-    subprocess.run(["git", "pull", "-q", "--ff-only", str(REPO), "HEAD"], cwd=dest, check=True)
-    for name, content in kept.items():
-        if content is None:
-            (dest / name).unlink(missing_ok=True)
-        else:
-            (dest / name).write_bytes(content)
+            for name in changed if name and name != "params.yaml"}  # fmt: skip
+    try:
+        subprocess.run(["git", "checkout", "-q", "HEAD", "--", "."], cwd=dest, check=True)
+        subprocess.run(["git", "merge", "-q", "--ff-only", "FETCH_HEAD"], cwd=dest, check=True)
+    finally:  # the finished stages' files come back whether or not the move worked
+        for name, content in kept.items():
+            if content is None:
+                (dest / name).unlink(missing_ok=True)
+            else:
+                (dest / name).write_bytes(content)
     write_params(dest, size, overrides)
 
 
@@ -211,6 +218,8 @@ def main() -> None:
         help="with --resume: first bring the clone to this checkout's HEAD",
     )
     args = parser.parse_args()
+    if args.pull and not args.resume:
+        parser.error("--pull goes with --resume")
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
     args.workdir.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "scale.json"
@@ -227,7 +236,9 @@ def main() -> None:
             RESULTS.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
 
-        save(run_size(size, args.until, overrides, args.workdir, save, previous, args.pull))
+        # a resumed run keeps the settings it started with (a new --set adds to them)
+        settings = {**(previous or {}).get("settings", {}), **overrides}
+        save(run_size(size, args.until, settings, args.workdir, save, previous, args.pull))
         print(json.dumps({k: v for k, v in sizes[size].items() if k != "stages"}, indent=2))
     print(f"wrote {path}")
 

@@ -273,7 +273,9 @@ class EvaluateConfig:
     bootstrap_samples: int  # resamples of the paired bootstrap
     head_share: float  # long tail: items outside the most popular ones holding this share
     example_users: int  # users whose recommendations and reasons the report shows
-    max_users: int  # evaluate and the gate score at most this many test users (a seeded sample)
+    max_users: (
+        int  # evaluate, the gate and train_retrieval's report score at most this many test users
+    )
 
 
 # --------------------------------------------------------------------------- root

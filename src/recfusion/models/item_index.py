@@ -1,9 +1,12 @@
 """Top-n items by inner product with the item embeddings: an exact scan, or the faiss HNSW index
 `train_retrieval` exports for catalogues above `train.retrieval.faiss_above` items.
 
-The two-tower candidate source and semantic search both look items up through here, so the
-catalogue size set in params decides, in one place, when the approximate index replaces the scan
-(benchmarks/index_scale.py measures its recall@10 against the scan: 0.999 at 100K items).
+The two-tower candidate source, semantic search and the ranking model's hard negatives look items
+up through here, so the catalogue size set in params decides, in one place, when the approximate
+index replaces the scan (benchmarks/index_scale.py measures its recall@10 against the scan: 0.999
+at 100K items). The index searches queries in groups of similar exclusion counts, each group
+asking for n plus its largest exclusion list, so a query's answer can depend on the queries
+searched with it (HNSW searches at least efSearch deep either way).
 """
 
 from __future__ import annotations

@@ -327,4 +327,5 @@ def holdout_report(fitted: FittedRetrieval, data: ModelData, ks: Sequence[int], 
             "two_tower": evaluate(fitted.model.user_tower, fitted.item_embeddings, s, ks),
             "popularity": popularity_metrics(counts, s, ks),
         }
+    report["all"]["users_total"] = len(data.items_by_user(["test"]))  # before sampling
     return report

@@ -103,7 +103,8 @@ def retrieval_top_k(encode: Callable[[dict], np.ndarray], items: ItemIndex, data
     queries = encode(user_inputs(data.users, rows, data.history(["train"])[rows]))
     empty = np.array([], dtype=np.int64)
     out: dict[int, np.ndarray] = {}
-    step = rows_per_batch(len(items.items))
+    # the index searches any number of queries in bounded memory; the scan a bounded batch
+    step = max(len(rows), 1) if items.approximate else rows_per_batch(len(items.items))
     for start in range(0, len(rows), step):
         part = rows[start : start + step]
         ranked = items.top(queries[start : start + step], k,
