@@ -29,6 +29,7 @@ from recfusion.models.tf_setup import keras, tf
 from recfusion.models.towers import TowerSizes, UserTower
 
 log = logging.getLogger(__name__)
+EMBED_BATCH = 8192  # users the tower embeds at once
 
 
 def load_frozen_user_tower(sizes: TowerSizes, weights: Path, history_len: int) -> UserTower:
@@ -108,8 +109,14 @@ def fit_tag_head(embeddings: np.ndarray, labels: np.ndarray, cfg: TagsConfig, se
     return FittedTags(head, float(best), seconds)
 
 
-def user_embeddings(tower: UserTower, data: ModelData, rows: np.ndarray, history: np.ndarray
-                    ) -> np.ndarray:  # fmt: skip
+def user_embeddings(tower: UserTower, data: ModelData, rows: np.ndarray, history: np.ndarray,
+                    batch: int = EMBED_BATCH) -> np.ndarray:  # fmt: skip
+    """[len(rows), dim] the tower's embeddings of `rows`, `batch` users at a time (the tower's
+    [users, history, dim] intermediates of 450,000 users at once would take 20 GB)."""
+    parts = [tower(user_inputs(data.users, part, history[part]), training=False).numpy()
+             for part in (rows[i : i + batch] for i in range(0, len(rows), batch))]  # fmt: skip
+    if parts:
+        return np.concatenate(parts)
     return tower(user_inputs(data.users, rows, history[rows]), training=False).numpy()
 
 
