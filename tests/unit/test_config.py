@@ -283,7 +283,7 @@ def test_ranges_read_as_intervals(key: str, text: str) -> None:
         (
             {"fusion": {"ease_head_items": 30000}},
             "key 'fusion.ease_head_items' (30000) must be at most 'fusion.ease_dense_max_items' "
-            "(20000)",
+            "(12000)",
         ),
         (
             {"ingest": {"files": {"columns": {"event": {"uid": "user_id"}}}}},

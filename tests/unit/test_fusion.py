@@ -144,3 +144,17 @@ def test_item_weights_are_dense_ease_up_to_the_threshold_then_sparse() -> None:
 def test_top_is_sorted_by_fused_score(k: int) -> None:
     c = cands()
     assert c.top(np.array([[3.0, 2.0, 1.0, 9.0]]), k).tolist() == [[10, 11][:k]]
+
+
+def test_spd_inverse_matches_numpy_in_the_matrix_own_memory() -> None:
+    from recfusion.fusion.sources import spd_inverse
+
+    m = np.random.default_rng(0).standard_normal((300, 300))
+    a = m @ m.T + 300 * np.eye(300)
+    expected = np.linalg.inv(a)
+    work = a.copy()
+    got = spd_inverse(work, block=64)  # several bands, a last one shorter
+    assert np.shares_memory(got, work) and got.flags.c_contiguous
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    with pytest.raises(np.linalg.LinAlgError, match="not positive definite"):
+        spd_inverse(np.array([[1.0, 2.0], [2.0, 1.0]]))
