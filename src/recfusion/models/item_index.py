@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from recfusion.metrics.ranking import top_k
+from recfusion.metrics.ranking import rows_per_batch, top_k
 
 INDEX_FILE = "index.faiss"
 SEARCH_BATCH = 1024  # queries per faiss search, grouped by how many items they exclude
@@ -55,8 +55,12 @@ class ItemIndex:
         """[len(queries), n] catalogue positions, best first, never an excluded one; -1 pads a
         row when the approximate index finds fewer."""
         n = min(n, len(self.items))
-        if self.hnsw is None:
-            return top_k(queries @ self.items.T, n, exclude).astype(np.int64)
+        if self.hnsw is None:  # a bounded number of queries scored at a time
+            step = rows_per_batch(len(self.items))
+            parts = [top_k(queries[i : i + step] @ self.items.T, n,
+                           None if exclude is None else exclude[i : i + step])
+                     for i in range(0, len(queries), step)]  # fmt: skip
+            return np.concatenate(parts).astype(np.int64) if parts else np.zeros((0, n), np.int64)
         out = np.full((len(queries), n), -1, dtype=np.int64)
         sizes = np.array([len(e) for e in exclude] if exclude is not None else [0] * len(queries))
         order = np.argsort(sizes, kind="stable")

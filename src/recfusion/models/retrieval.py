@@ -309,9 +309,9 @@ def holdout_report(fitted: FittedRetrieval, data: ModelData, ks: Sequence[int], 
     """Test-split metrics, overall and for cold-start users and items, with popularity beside,
     on at most `max_users` test users (a seeded sample; 0 = all: a full scan of every test user
     against 200,000 items takes an hour on two cores)."""
+    held = data.items_by_user(["test"])
     test = build_eval_set(data.users, data.history(["train", "val"]),
-                          data.items_by_user(["train", "val"]), data.items_by_user(["test"]),
-                          max_users, seed)  # fmt: skip
+                          data.items_by_user(["train", "val"]), held, max_users, seed)  # fmt: skip
     seen = data.pairs_of(["train", "val"])
     counts = np.bincount(np.maximum(data.catalog.positions(seen["item_id"]), 0),
                          minlength=len(data.catalog)).astype(np.float64)  # fmt: skip
@@ -327,5 +327,5 @@ def holdout_report(fitted: FittedRetrieval, data: ModelData, ks: Sequence[int], 
             "two_tower": evaluate(fitted.model.user_tower, fitted.item_embeddings, s, ks),
             "popularity": popularity_metrics(counts, s, ks),
         }
-    report["all"]["users_total"] = len(data.items_by_user(["test"]))  # before sampling
+    report["all"]["users_total"] = len(held)  # before sampling
     return report

@@ -113,11 +113,11 @@ def user_embeddings(tower: UserTower, data: ModelData, rows: np.ndarray, history
                     batch: int = EMBED_BATCH) -> np.ndarray:  # fmt: skip
     """[len(rows), dim] the tower's embeddings of `rows`, `batch` users at a time (the tower's
     [users, history, dim] intermediates of 450,000 users at once would take 20 GB)."""
-    parts = [tower(user_inputs(data.users, part, history[part]), training=False).numpy()
-             for part in (rows[i : i + batch] for i in range(0, len(rows), batch))]  # fmt: skip
-    if parts:
-        return np.concatenate(parts)
-    return tower(user_inputs(data.users, rows, history[rows]), training=False).numpy()
+    starts = range(0, max(len(rows), 1), batch)  # one (empty) call for no rows: its shape
+    return np.concatenate([
+        tower(user_inputs(data.users, part, history[part]), training=False).numpy()
+        for part in (rows[i : i + batch] for i in starts)
+    ])  # fmt: skip
 
 
 def tag_names(data: ModelData, tag_categories: np.ndarray) -> list[str]:

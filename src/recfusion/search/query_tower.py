@@ -16,10 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from recfusion.config import SearchConfig
-from recfusion.metrics.ranking import ranking_metrics, rows_per_batch, sample_users, top_k
+from recfusion.metrics.ranking import ranking_metrics, sample_users
 from recfusion.models.devices import DevicePlan
 from recfusion.models.epochs import epoch_seed, gathered_batches
 from recfusion.models.inference import traced
+from recfusion.models.item_index import ItemIndex
 from recfusion.models.optimizers import LazyAdam
 from recfusion.models.tf_setup import keras, tf, tfrs
 from recfusion.models.towers import IdDropout, masked_mean
@@ -92,13 +93,9 @@ def embed_queries(tower: QueryTower, encoder: QueryEncoder, texts: list[str]) ->
 def semantic_mrr(tower: QueryTower, encoder: QueryEncoder, item_embeddings: np.ndarray,
                  texts: list[str], clicked: np.ndarray) -> float:  # fmt: skip
     """MRR@10 of the query tower alone over the whole catalogue, a bounded number of queries
-    scored at a time (`rows_per_batch`: a large shop's queries x items would not fit)."""
-    queries = embed_queries(tower, encoder, texts)
-    step = rows_per_batch(len(item_embeddings))
-    ranked = [top_k(queries[i : i + step] @ item_embeddings.T, 10)
-              for i in range(0, len(queries), step)]  # fmt: skip
-    ranked_all = np.concatenate(ranked) if ranked else np.zeros((0, 10), dtype=np.int64)
-    return ranking_metrics(ranked_all, [np.array([c]) for c in clicked], [10])["mrr@10"]
+    scored at a time by the exact scan (a large shop's queries x items would not fit)."""
+    ranked = ItemIndex(item_embeddings).top(embed_queries(tower, encoder, texts), 10)
+    return ranking_metrics(ranked, [np.array([c]) for c in clicked], [10])["mrr@10"]
 
 
 def fit_query_tower(

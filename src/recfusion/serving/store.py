@@ -102,7 +102,7 @@ def materialize(prepared: PreparedData, splits: Sequence[str], key: bytes,
     events = pd.concat([prepared.splits[s] for s in splits], ignore_index=True)
     people = prepared.users
     if users is not None:
-        wanted = pd.Index(pd.unique(np.asarray(list(users), dtype=str)))
+        wanted = {str(u) for u in users}
         people = people[people["user_id"].astype(str).isin(wanted)]
         events = events[events["user_id"].astype(str).isin(wanted)].reset_index(drop=True)
     return StoreContents(user_rows(people, key), event_rows(events), key_check(key),

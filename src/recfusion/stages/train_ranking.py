@@ -24,7 +24,6 @@ import numpy as np
 from recfusion.config import Config, RankingConfig
 from recfusion.data.io import read_json, write_json
 from recfusion.metrics.classification import best_f1_threshold, binary_report
-from recfusion.metrics.ranking import rows_per_batch
 from recfusion.models.dataset import ModelData, PreparedData, build_model_data, read_prepared
 from recfusion.models.devices import plan_devices
 from recfusion.models.export import load_user_encoder
@@ -102,15 +101,8 @@ def retrieval_top_k(encode: Callable[[dict], np.ndarray], items: ItemIndex, data
     approximate index finds fewer."""
     queries = encode(user_inputs(data.users, rows, data.history(["train"])[rows]))
     empty = np.array([], dtype=np.int64)
-    out: dict[int, np.ndarray] = {}
-    # the index searches any number of queries in bounded memory; the scan a bounded batch
-    step = max(len(rows), 1) if items.approximate else rows_per_batch(len(items.items))
-    for start in range(0, len(rows), step):
-        part = rows[start : start + step]
-        ranked = items.top(queries[start : start + step], k,
-                           [exclude.get(int(u), empty) for u in part])  # fmt: skip
-        out.update({int(u): r[r >= 0] for u, r in zip(part, ranked, strict=True)})
-    return out
+    ranked = items.top(queries, k, [exclude.get(int(u), empty) for u in rows])
+    return {int(u): r[r >= 0] for u, r in zip(rows, ranked, strict=True)}
 
 
 def head_reports(
